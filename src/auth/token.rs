@@ -1,0 +1,339 @@
+//! The token manager: one in-memory OpenBao token shared by every caller.
+//!
+//! * Callers get the current token at once while it is valid; inside the
+//!   refresh-ahead window one background renewal (or login) starts.
+//! * Concurrent callers that need a token join one shared "flight"; the flight
+//!   runs detached, so a caller that gives up does not cancel it.
+//! * Failed flights block new ones for a jittered exponential backoff.
+//! * A 401/403 from Transit triggers `recover`: the rejected token is dropped
+//!   and one throttled re-login replaces it.
+//!
+//! No lock is held across an await: state sits in a `std::sync::Mutex` and
+//! flights report through a `watch` channel.
+
+use super::backoff::{failure_backoff, recovery_spacing, with_jitter};
+use super::jwt::{JwtChecks, JwtError, read_jwt_file, validate_claims};
+use crate::openbao::{AuthApi, AuthGrant, OpenBaoError};
+use crate::secret::SecretString;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// A quiet period this long without rejections starts a new recovery incident.
+const RECOVERY_QUIET: Duration = Duration::from_secs(600);
+
+/// Why no token is available. Displays as `auth failed: <safe message>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthError {
+    Jwt(JwtError),
+    OpenBao(OpenBaoError),
+    LeaseTooShort,
+    Timeout,
+    Unavailable,
+}
+
+impl AuthError {
+    /// Bounded status label for logs and metrics.
+    pub fn status(self) -> &'static str {
+        match self {
+            Self::Jwt(e) => e.status(),
+            Self::OpenBao(_) | Self::LeaseTooShort => "auth_failed",
+            Self::Timeout | Self::Unavailable => "error",
+        }
+    }
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Jwt(e) => write!(f, "auth failed: {e}"),
+            Self::OpenBao(e) => write!(f, "auth failed: {e}"),
+            Self::LeaseTooShort => {
+                f.write_str("auth failed: token lease duration must exceed login-before-expiry")
+            }
+            Self::Timeout => f.write_str("auth failed: login timed out"),
+            Self::Unavailable => f.write_str("auth failed: openbao token unavailable"),
+        }
+    }
+}
+
+impl std::error::Error for AuthError {}
+
+/// Static settings of the manager, from `auth.*`.
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    pub jwt_mount: String,
+    pub jwt_role: String,
+    pub jwt_file: PathBuf,
+    pub jwt_checks: JwtChecks,
+    pub login_before_expiry: Duration,
+    pub renewal_increment: Duration,
+    pub login_timeout: Duration,
+}
+
+struct Held {
+    value: SecretString,
+    expires: Instant,
+    renewable: bool,
+}
+
+type FlightResult = Option<Result<(), AuthError>>;
+
+#[derive(Default)]
+struct State {
+    token: Option<Held>,
+    flight: Option<watch::Receiver<FlightResult>>,
+    failures: u32,
+    blocked_until: Option<Instant>,
+    last_error: Option<AuthError>,
+    recoveries: u32,
+    last_rejection: Option<Instant>,
+    recovery_blocked_until: Option<Instant>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FlightKind {
+    Renew,
+    Login,
+}
+
+/// Shares one OpenBao token among all callers of the process.
+pub struct TokenManager {
+    api: AuthApi,
+    settings: TokenSettings,
+    state: Mutex<State>,
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl TokenManager {
+    pub fn new(api: AuthApi, settings: TokenSettings) -> Arc<Self> {
+        Arc::new(Self {
+            api,
+            settings,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere must not wedge authentication; the state stays consistent
+        // because every update is a plain field assignment.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The current token, logging in or renewing as needed.
+    pub async fn token(self: &Arc<Self>) -> Result<SecretString, AuthError> {
+        let mut rx = {
+            let mut state = self.lock();
+            let now = Instant::now();
+            if let Some(held) = state.token.as_ref().filter(|h| h.expires > now) {
+                let value = held.value.clone();
+                let in_window = held.expires.saturating_duration_since(now)
+                    <= self.settings.login_before_expiry;
+                let blocked = state.blocked_until.is_some_and(|t| t > now);
+                if in_window && !blocked && state.flight.is_none() {
+                    let kind = self.kind_for(&state, now);
+                    self.start_flight(&mut state, kind);
+                }
+                return Ok(value);
+            }
+            match &state.flight {
+                Some(rx) => rx.clone(),
+                None => {
+                    let backoff = state.blocked_until.is_some_and(|t| t > now);
+                    let throttled = state.recovery_blocked_until.is_some_and(|t| t > now);
+                    if backoff || throttled {
+                        return Err(state.last_error.unwrap_or(AuthError::Unavailable));
+                    }
+                    let kind = self.kind_for(&state, now);
+                    self.start_flight(&mut state, kind)
+                }
+            }
+        };
+        let outcome = rx
+            .wait_for(Option::is_some)
+            .await
+            .map(|v| *v)
+            .map_err(|_| AuthError::Unavailable)?;
+        match outcome {
+            Some(Ok(())) => {
+                let state = self.lock();
+                state
+                    .token
+                    .as_ref()
+                    .filter(|h| h.expires > Instant::now())
+                    .map(|h| h.value.clone())
+                    .ok_or(AuthError::Unavailable)
+            }
+            Some(Err(e)) => Err(e),
+            None => Err(AuthError::Unavailable),
+        }
+    }
+
+    /// Called after OpenBao rejected `rejected` with 401/403. Returns a different
+    /// token to retry with once, or `None` when recovery is throttled or failed.
+    pub async fn recover(self: &Arc<Self>, rejected: &SecretString) -> Option<SecretString> {
+        {
+            let mut state = self.lock();
+            let now = Instant::now();
+            if state.token.as_ref().is_some_and(|h| h.value == *rejected) {
+                state.token = None;
+            }
+            if state.token.is_none() {
+                if state.recovery_blocked_until.is_some_and(|t| t > now) {
+                    return None;
+                }
+                let quiet = state
+                    .last_rejection
+                    .is_none_or(|t| now.saturating_duration_since(t) >= RECOVERY_QUIET);
+                if quiet {
+                    state.recoveries = 0;
+                }
+                state.recoveries = state.recoveries.saturating_add(1);
+                state.last_rejection = Some(now);
+                state.recovery_blocked_until = Some(now + recovery_spacing(state.recoveries));
+                // The recovery login itself must run now, even though the throttle is set.
+                if state.flight.is_none() {
+                    self.start_flight(&mut state, FlightKind::Login);
+                }
+            }
+        }
+        match self.token().await {
+            Ok(fresh) if fresh != *rejected => Some(fresh),
+            _ => None,
+        }
+    }
+
+    /// Drops `token` without starting a login (a retry was rejected again).
+    pub fn invalidate(&self, token: &SecretString) {
+        let mut state = self.lock();
+        if state.token.as_ref().is_some_and(|h| h.value == *token) {
+            state.token = None;
+        }
+    }
+
+    /// Remaining lifetime of the current token, for diagnostics.
+    pub fn token_ttl(&self) -> Option<Duration> {
+        let state = self.lock();
+        state
+            .token
+            .as_ref()
+            .map(|h| h.expires.saturating_duration_since(Instant::now()))
+    }
+
+    fn kind_for(&self, state: &State, now: Instant) -> FlightKind {
+        match &state.token {
+            Some(held) if held.renewable && held.expires > now => FlightKind::Renew,
+            _ => FlightKind::Login,
+        }
+    }
+
+    fn start_flight(
+        self: &Arc<Self>,
+        state: &mut State,
+        kind: FlightKind,
+    ) -> watch::Receiver<FlightResult> {
+        let (tx, rx) = watch::channel(None);
+        state.flight = Some(rx.clone());
+        let renewing = match kind {
+            FlightKind::Renew => state.token.as_ref().map(|h| h.value.clone()),
+            FlightKind::Login => None,
+        };
+        let manager = Arc::clone(self);
+        tokio::spawn(async move {
+            let result =
+                match tokio::time::timeout(manager.settings.login_timeout, manager.fly(renewing))
+                    .await
+                {
+                    Ok(result) => result,
+                    Err(_) => Err(AuthError::Timeout),
+                };
+            manager.finish(result);
+            let _ = tx.send(Some(result));
+        });
+        rx
+    }
+
+    /// Renews `renewing` if given, falling back to a login; stores the result.
+    async fn fly(&self, renewing: Option<SecretString>) -> Result<(), AuthError> {
+        if let Some(current) = renewing {
+            let renewed = self
+                .api
+                .renew_self(
+                    &current,
+                    self.settings.renewal_increment,
+                    self.settings.login_timeout,
+                )
+                .await;
+            if let Ok(grant) = renewed {
+                let mut state = self.lock();
+                // The token may have been rejected or replaced while we renewed it.
+                if state.token.as_ref().is_some_and(|h| h.value == current) {
+                    let value = if grant.client_token.is_empty() {
+                        current
+                    } else {
+                        grant.client_token.clone()
+                    };
+                    return self.accept(&mut state, value, &grant);
+                }
+                return Err(AuthError::Unavailable);
+            }
+        }
+        let jwt = read_jwt_file(&self.settings.jwt_file).map_err(AuthError::Jwt)?;
+        validate_claims(&jwt, &self.settings.jwt_checks, unix_now()).map_err(AuthError::Jwt)?;
+        let grant = self
+            .api
+            .jwt_login(
+                &self.settings.jwt_mount,
+                &self.settings.jwt_role,
+                &jwt,
+                self.settings.login_timeout,
+            )
+            .await
+            .map_err(AuthError::OpenBao)?;
+        let mut state = self.lock();
+        self.accept(&mut state, grant.client_token.clone(), &grant)
+    }
+
+    fn accept(
+        &self,
+        state: &mut State,
+        value: SecretString,
+        grant: &AuthGrant,
+    ) -> Result<(), AuthError> {
+        if grant.lease.is_zero() || grant.lease <= self.settings.login_before_expiry {
+            return Err(AuthError::LeaseTooShort);
+        }
+        state.token = Some(Held {
+            value,
+            expires: Instant::now() + grant.lease,
+            renewable: grant.renewable,
+        });
+        Ok(())
+    }
+
+    fn finish(&self, result: Result<(), AuthError>) {
+        let mut state = self.lock();
+        state.flight = None;
+        match result {
+            Ok(()) => {
+                state.failures = 0;
+                state.blocked_until = None;
+                state.last_error = None;
+            }
+            Err(e) => {
+                state.failures = state.failures.saturating_add(1);
+                state.blocked_until =
+                    Some(Instant::now() + with_jitter(failure_backoff(state.failures)));
+                state.last_error = Some(e);
+            }
+        }
+    }
+}

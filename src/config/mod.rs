@@ -1,0 +1,127 @@
+//! Provider configuration: loading, validation and the typed model (spec config §1).
+//!
+//! Loading is one pass that collects every problem before failing:
+//! parse YAML → strictly decode known keys with defaults (`raw`) → apply flag
+//! and environment overrides (`env`) → validate values and relationships
+//! (`validate`) → optionally check the host filesystem (`files`) → narrow into
+//! [`Config`]. Problems name fields, never values, because the error text is
+//! logged and printed.
+
+mod duration;
+mod env;
+mod error;
+pub mod files;
+pub mod fingerprint;
+mod model;
+mod raw;
+pub mod rules;
+mod validate;
+mod yaml;
+
+use std::collections::BTreeSet;
+use std::io::Read as _;
+use std::path::Path;
+
+pub use duration::parse_go_duration;
+pub use env::{DEFAULT_CONFIG_PATH, Env, NoEnv, Overrides, ProcessEnv, config_path};
+pub use error::{ConfigError, Problem};
+pub use fingerprint::{IdentityFields, go_json_string};
+pub use model::{
+    AuthConfig, AuthMethod, BootstrapConfig, CertConfig, Config, DebugCorrelationConfig, JwtConfig,
+    JwtSource, KeyIdScope, LogFormat, LogLevel, LoggingConfig, OAuth2Config, OpenBaoConfig,
+    Pkcs11Config, RotationConfig, ServerConfig, StateConfig, StatusConfig, TransitConfig,
+};
+pub use raw::{
+    DEFAULT_CONFIG_VERSION, DEFAULT_HEALTH_ADDRESS, DEFAULT_METRICS_ADDRESS, DEFAULT_SOCKET_MODE,
+    DEFAULT_SOCKET_PATH, DEFAULT_STATE_PATH,
+};
+
+/// Whether loading also inspects the host filesystem (spec §1.4). Only
+/// `serve` and `doctor` ask for it: other commands run on machines where the
+/// provider's files need not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsChecks {
+    Skip,
+    Check,
+}
+
+/// Reads, validates and (with [`FsChecks::Check`]) host-checks the config file
+/// at `path`, including the file's own permissions (field `config`).
+pub fn load_file(
+    path: &Path,
+    overrides: &Overrides,
+    env: &dyn Env,
+    fs: FsChecks,
+) -> Result<Config, ConfigError> {
+    let bytes = match read_capped(path) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Err(single("config", "must not be larger than 1 MiB")),
+        Err(_) => return Err(single("config", "must exist and be readable")),
+    };
+    let fs_checks_for = (fs == FsChecks::Check).then_some(path);
+    load(&bytes, overrides, env, fs_checks_for)
+}
+
+/// Validates in-memory YAML; no filesystem checks.
+pub fn load_str(yaml: &str, overrides: &Overrides, env: &dyn Env) -> Result<Config, ConfigError> {
+    load(yaml.as_bytes(), overrides, env, None)
+}
+
+/// Runs filesystem checks only when given the config file's path.
+fn load(
+    bytes: &[u8],
+    overrides: &Overrides,
+    env: &dyn Env,
+    fs_checks_for: Option<&Path>,
+) -> Result<Config, ConfigError> {
+    // The parser's error text can quote the document, so it is dropped.
+    let Ok(doc) = serde_norway::from_slice::<serde_norway::Value>(bytes) else {
+        return Err(single("config", "must be a readable YAML document"));
+    };
+    let root = match &doc {
+        serde_norway::Value::Mapping(map) => Some(map),
+        serde_norway::Value::Null => None,
+        _ => return Err(single("config", "must be a YAML mapping")),
+    };
+    let mut walk = yaml::Walk::new();
+    let mut raw = raw::decode(root, &mut walk);
+    env::apply(&mut raw, overrides, env);
+
+    let mut problems = walk.into_problems();
+    // A field that could not be decoded already has its problem; its default
+    // would only add a misleading second one ("is required").
+    let undecodable: BTreeSet<String> = problems.iter().map(|p| p.field.clone()).collect();
+    problems.extend(
+        validate::validate(&raw)
+            .into_iter()
+            .filter(|p| !undecodable.contains(&p.field)),
+    );
+    if let Some(config_file) = fs_checks_for {
+        problems.extend(files::check_all(&raw, config_file));
+    }
+    if problems.is_empty() {
+        Ok(validate::build(raw))
+    } else {
+        Err(ConfigError { problems })
+    }
+}
+
+/// Config files are small; the cap keeps a mistaken `--config /dev/zero` (or
+/// a huge file) from exhausting memory. `None` means the cap was exceeded.
+fn read_capped(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    const MAX_CONFIG_BYTES: u64 = 1 << 20;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= MAX_CONFIG_BYTES).then_some(bytes))
+}
+
+fn single(field: &str, message: &str) -> ConfigError {
+    ConfigError {
+        problems: vec![Problem::new(field, message)],
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,225 @@
+//! Status, Encrypt and Decrypt handlers (`core.md` §1.2–§1.4).
+//!
+//! Every check that can reject a request runs before any Transit call; Status
+//! reads only the cache; Encrypt always names the key version explicitly and
+//! returns the key_id of the snapshot Status reports.
+
+use super::error::KmsError;
+use super::limits::{ANNOTATIONS_LIMIT, FIELD_LIMIT, Limits, annotations_size};
+use super::proto::key_management_service_server::KeyManagementService;
+use super::proto::{
+    DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse, StatusRequest, StatusResponse,
+};
+use crate::identity::{
+    AadMode, AnnotationError, KeyId, SnapshotState, build_annotations, canonical_aad,
+    check_against_snapshot, hash_value, parse_annotations,
+};
+use crate::openbao::{ErrorClass, OpenBaoError, Operation, Transit};
+use crate::secret::SecretBytes;
+use crate::status::StatusCache;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tonic::{Request, Response, Status};
+
+const API_VERSION: &str = "v2";
+
+pub struct KmsService {
+    cache: Arc<StatusCache>,
+    transit: Arc<Transit>,
+    limits: Limits,
+    timeout: Duration,
+}
+
+impl KmsService {
+    pub fn new(
+        cache: Arc<StatusCache>,
+        transit: Arc<Transit>,
+        limits: Limits,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            cache,
+            transit,
+            limits,
+            timeout,
+        }
+    }
+
+    /// Bounds the OpenBao part of a request by `openbao.timeout`.
+    async fn deadline<T>(
+        &self,
+        work: impl Future<Output = Result<T, KmsError>>,
+    ) -> Result<T, KmsError> {
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .unwrap_or(Err(KmsError::Timeout))
+    }
+
+    async fn encrypt_inner(&self, request: EncryptRequest) -> Result<EncryptResponse, KmsError> {
+        let _slot = self.limits.encrypt()?;
+        let plaintext = SecretBytes::new(request.plaintext);
+        if plaintext.is_empty() {
+            return Err(KmsError::PlaintextRequired);
+        }
+        let active = self
+            .cache
+            .healthy_active()
+            .map_err(|_| KmsError::StatusStale)?;
+        if !active.normalizes() || active.state != SnapshotState::Active {
+            return Err(KmsError::StatusStale);
+        }
+        let annotations = build_annotations(&active);
+        let aad = canonical_aad(&active, None);
+        let ciphertext = self
+            .deadline(async {
+                self.transit
+                    .encrypt(plaintext.expose(), &aad, active.transit_version)
+                    .await
+                    .map_err(KmsError::Transit)
+            })
+            .await?;
+        let key_id = active.key_id.as_str().to_owned();
+        if ciphertext.len() >= FIELD_LIMIT
+            || key_id.is_empty()
+            || key_id.len() >= FIELD_LIMIT
+            || annotations_size(annotations.iter()) >= ANNOTATIONS_LIMIT
+        {
+            return Err(KmsError::ResponseOverLimits);
+        }
+        Ok(EncryptResponse {
+            ciphertext: ciphertext.into_bytes(),
+            key_id,
+            annotations,
+        })
+    }
+
+    async fn decrypt_inner(&self, request: DecryptRequest) -> Result<DecryptResponse, KmsError> {
+        let _slot = self.limits.decrypt()?;
+        if request.ciphertext.is_empty() {
+            return Err(KmsError::CiphertextRequired);
+        }
+        if request.ciphertext.len() >= FIELD_LIMIT || request.key_id.len() >= FIELD_LIMIT {
+            return Err(KmsError::RequestOverLimits);
+        }
+        if request
+            .annotations
+            .values()
+            .any(|v| std::str::from_utf8(v).is_err())
+        {
+            return Err(KmsError::AnnotationsInvalid);
+        }
+        if annotations_size(request.annotations.iter()) >= ANNOTATIONS_LIMIT {
+            return Err(KmsError::RequestOverLimits);
+        }
+        let key_id = KeyId::parse(&request.key_id).map_err(|_| KmsError::KeyIdMalformed)?;
+        let registry = self.cache.registry().ok_or(KmsError::KeyIdUnknown)?;
+        let snapshot = registry.lookup(&key_id).ok_or(KmsError::KeyIdUnknown)?;
+        if snapshot.aad_mode != AadMode::Required {
+            return Err(KmsError::AadMissing);
+        }
+        let parsed = parse_annotations(&request.annotations).map_err(|e| match e {
+            AnnotationError::Invalid => KmsError::AnnotationsInvalid,
+            AnnotationError::Mismatch => KmsError::AnnotationMismatch,
+        })?;
+        check_against_snapshot(&parsed, snapshot).map_err(|_| KmsError::AnnotationMismatch)?;
+        // Transit ciphertexts are ASCII; anything else could never decrypt.
+        let ciphertext = std::str::from_utf8(&request.ciphertext).map_err(|_| {
+            KmsError::Transit(OpenBaoError::new(
+                Operation::TransitDecrypt,
+                ErrorClass::InvalidRequest,
+            ))
+        })?;
+        let aad = canonical_aad(snapshot, Some(&parsed));
+        let plaintext = self
+            .deadline(async {
+                self.transit
+                    .decrypt(ciphertext, &aad)
+                    .await
+                    .map_err(KmsError::Transit)
+            })
+            .await?;
+        Ok(DecryptResponse {
+            plaintext: plaintext.into_exposed(),
+        })
+    }
+}
+
+/// Logs one finished request with bounded fields only.
+fn observe<T>(
+    method: &'static str,
+    started: Instant,
+    key_id_hash: Option<&str>,
+    result: &Result<T, KmsError>,
+) {
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    match result {
+        Ok(_) => tracing::debug!(
+            method,
+            grpc_code = "OK",
+            duration_ms,
+            key_id_hash,
+            "kms.request"
+        ),
+        Err(e) => {
+            let (code, _, class) = e.parts();
+            tracing::warn!(
+                method,
+                grpc_code = ?code,
+                error_class = class,
+                duration_ms,
+                key_id_hash,
+                "kms.request"
+            );
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl KeyManagementService for KmsService {
+    async fn status(
+        &self,
+        _request: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        let _slot = self.limits.status()?;
+        let healthy = self
+            .cache
+            .healthy_active()
+            .ok()
+            .filter(|active| active.normalizes() && active.state == SnapshotState::Active);
+        let (healthz, key_id) = match healthy {
+            Some(active) => ("ok", active.key_id.as_str().to_owned()),
+            None => ("unhealthy", String::new()),
+        };
+        Ok(Response::new(StatusResponse {
+            version: API_VERSION.to_owned(),
+            healthz: healthz.to_owned(),
+            key_id,
+        }))
+    }
+
+    async fn decrypt(
+        &self,
+        request: Request<DecryptRequest>,
+    ) -> Result<Response<DecryptResponse>, Status> {
+        let started = Instant::now();
+        let request = request.into_inner();
+        let hash = KeyId::parse(&request.key_id)
+            .ok()
+            .map(|id| hash_value(id.as_str()));
+        let result = self.decrypt_inner(request).await;
+        observe("Decrypt", started, hash.as_deref(), &result);
+        result.map(Response::new).map_err(Status::from)
+    }
+
+    async fn encrypt(
+        &self,
+        request: Request<EncryptRequest>,
+    ) -> Result<Response<EncryptResponse>, Status> {
+        let started = Instant::now();
+        let result = self.encrypt_inner(request.into_inner()).await;
+        let hash = result.as_ref().ok().map(|r| hash_value(&r.key_id));
+        observe("Encrypt", started, hash.as_deref(), &result);
+        result.map(Response::new).map_err(Status::from)
+    }
+}

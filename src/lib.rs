@@ -1,0 +1,19 @@
+//! bao-kms-provider: a Kubernetes KMS v2 plugin that wraps data-encryption
+//! seeds with an OpenBao Transit key.
+//!
+//! The binary is a thin shell over this library (`cli::run`); integration
+//! tests call the same code and drive the real binary.
+
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod identity;
+pub mod kms;
+pub mod observe;
+pub mod openbao;
+pub mod registry;
+pub mod runtime;
+pub mod secret;
+pub mod status;

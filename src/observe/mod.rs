@@ -1,0 +1,3 @@
+//! Observability side doors: structured logging.
+
+pub mod logging;

@@ -1,0 +1,264 @@
+//! HTTPS transport to OpenBao.
+//!
+//! Trust is pinned to the configured CA bundle (no system roots), the TLS server
+//! name is the configured one regardless of the address host, TLS 1.2 is the
+//! floor, proxies and redirects are never followed (hyper does neither), every
+//! call has a whole-request deadline and response bodies are capped.
+
+use super::error::{ErrorClass, OpenBaoError, Operation};
+use crate::secret::SecretString;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Error bodies are only classified, never shown, so a small cap suffices.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// TLS inputs for the OpenBao connection.
+pub struct TlsSettings<'a> {
+    pub ca_cert_file: &'a Path,
+    pub server_name: &'a str,
+}
+
+/// Why a client could not be built (config-time problems; no values shown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildError {
+    CaUnreadable,
+    CaEmpty,
+    BadServerName,
+    BadAddress,
+}
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::CaUnreadable => "openbao.caCertFile: must contain PEM certificates",
+            Self::CaEmpty => "openbao.caCertFile: contains no certificate",
+            Self::BadServerName => "openbao.tlsServerName: not a valid TLS server name",
+            Self::BadAddress => "openbao.address: must be an https URL",
+        })
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// A pooled HTTPS client bound to one OpenBao endpoint.
+#[derive(Clone)]
+pub struct HttpClient {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// `scheme://authority` plus any path prefix, without a trailing slash.
+    base: Arc<str>,
+    namespace: Option<HeaderValue>,
+}
+
+/// One request to OpenBao.
+#[derive(Clone)]
+pub struct Call<'a> {
+    pub op: Operation,
+    pub method: Method,
+    /// API path below `/v1/`.
+    pub path: &'a str,
+    pub token: Option<&'a SecretString>,
+    pub body: Option<Vec<u8>>,
+    /// Cap on a successful body; error bodies have their own small cap.
+    pub limit: usize,
+}
+
+/// A successful (2xx) answer.
+pub struct Answer {
+    pub body: Bytes,
+}
+
+impl HttpClient {
+    pub fn new(address: &str, namespace: &str, tls: &TlsSettings<'_>) -> Result<Self, BuildError> {
+        let uri: Uri = address.parse().map_err(|_| BuildError::BadAddress)?;
+        if uri.scheme_str() != Some("https") || uri.authority().is_none() || uri.query().is_some() {
+            return Err(BuildError::BadAddress);
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        let certs = CertificateDer::pem_file_iter(tls.ca_cert_file)
+            .map_err(|_| BuildError::CaUnreadable)?;
+        for cert in certs {
+            roots
+                .add(cert.map_err(|_| BuildError::CaUnreadable)?)
+                .map_err(|_| BuildError::CaUnreadable)?;
+        }
+        if roots.is_empty() {
+            return Err(BuildError::CaEmpty);
+        }
+        let server_name = rustls::pki_types::ServerName::try_from(tls.server_name.to_owned())
+            .map_err(|_| BuildError::BadServerName)?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|_| BuildError::BadServerName)?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        http.set_keepalive(Some(Duration::from_secs(30)));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_only()
+            .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(server_name))
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(16)
+            .build(https);
+        let namespace = if namespace.is_empty() {
+            None
+        } else {
+            Some(HeaderValue::from_str(namespace).map_err(|_| BuildError::BadAddress)?)
+        };
+        Ok(Self {
+            client,
+            base: address.trim_end_matches('/').into(),
+            namespace,
+        })
+    }
+
+    /// Sends one request and returns the 2xx body (at most `limit` bytes).
+    ///
+    /// The whole exchange, body included, is bounded by `timeout`.
+    pub async fn send(&self, call: Call<'_>, timeout: Duration) -> Result<Answer, OpenBaoError> {
+        let op = call.op;
+        match tokio::time::timeout(timeout, self.exchange(call)).await {
+            Ok(result) => result,
+            Err(_) => Err(OpenBaoError::new(op, ErrorClass::Timeout)),
+        }
+    }
+
+    async fn exchange(&self, call: Call<'_>) -> Result<Answer, OpenBaoError> {
+        let Call {
+            op,
+            method,
+            path,
+            token,
+            body,
+            limit,
+        } = call;
+        let fail = |class| OpenBaoError::new(op, class);
+        let uri = format!("{}/v1/{}", self.base, escape_path(path));
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(token) = token {
+            let mut value = HeaderValue::from_str(token.expose())
+                .map_err(|_| fail(ErrorClass::AuthUnavailable))?;
+            value.set_sensitive(true);
+            request = request.header("X-Vault-Token", value);
+        }
+        if let Some(ns) = &self.namespace {
+            request = request.header("X-Vault-Namespace", ns.clone());
+        }
+        if body.is_some() {
+            request = request.header("Content-Type", "application/json");
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|_| fail(ErrorClass::InvalidRequest))?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| fail(classify_transport(&e)))?;
+        let status = response.status().as_u16();
+        let ok = response.status().is_success();
+        let cap = if ok { limit } else { ERROR_BODY_LIMIT };
+        let body = Limited::new(response.into_body(), cap)
+            .collect()
+            .await
+            .map_err(|_| OpenBaoError {
+                op,
+                class: ErrorClass::Unavailable,
+                status: Some(status),
+            })?
+            .to_bytes();
+        if ok {
+            return Ok(Answer { body });
+        }
+        let text = String::from_utf8_lossy(&body);
+        Err(OpenBaoError {
+            op,
+            class: ErrorClass::from_response(status, &text),
+            status: Some(status),
+        })
+    }
+}
+
+/// Percent-encodes everything outside the unreserved set, keeping `/` as the
+/// segment separator. Mount paths and key names are validated in config, so
+/// this is defence in depth against path tricks.
+fn escape_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Maps a transport failure to a class by walking its cause chain.
+fn classify_transport(error: &(dyn std::error::Error + 'static)) -> ErrorClass {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    let mut class = ErrorClass::Unavailable;
+    while let Some(e) = current {
+        if e.downcast_ref::<rustls::Error>().is_some() {
+            return ErrorClass::TlsFailed;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+            {
+                return ErrorClass::TlsFailed;
+            }
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::NotConnected
+                    | std::io::ErrorKind::HostUnreachable
+                    | std::io::ErrorKind::NetworkUnreachable
+                    | std::io::ErrorKind::TimedOut
+            ) {
+                class = ErrorClass::ConnectionFailed;
+            }
+        }
+        if e.to_string().starts_with("dns error") {
+            return ErrorClass::DnsFailed;
+        }
+        current = e.source();
+    }
+    class
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_path;
+
+    #[test]
+    fn path_escaping_keeps_segments_and_escapes_the_rest() {
+        assert_eq!(
+            escape_path("transit/keys/k8s-etcd"),
+            "transit/keys/k8s-etcd"
+        );
+        assert_eq!(escape_path("a b/%2e?x#"), "a%20b/%252e%3Fx%23");
+    }
+}

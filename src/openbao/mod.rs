@@ -1,0 +1,14 @@
+//! The narrow OpenBao client: pinned-CA HTTPS, Transit, and the auth endpoints.
+//!
+//! Only the handful of endpoints the provider needs exist here; nothing can
+//! create, rotate, configure or delete keys.
+
+mod auth_api;
+mod error;
+mod http;
+mod transit;
+
+pub use auth_api::{AuthApi, AuthGrant};
+pub use error::{ErrorClass, OpenBaoError, Operation};
+pub use http::{Call, HttpClient, TlsSettings};
+pub use transit::{KeyMetadata, Transit};

@@ -1,0 +1,203 @@
+//! `serve` wiring: build the clients, pass the bootstrap probes, bind the
+//! socket, serve until SIGTERM/SIGINT, drain, remove the socket.
+//!
+//! The socket appears only after OpenBao answered both probes, so the
+//! apiserver never sees a provider that cannot serve.
+
+use crate::auth::{JwtChecks, TokenManager, TokenSettings};
+use crate::config::{AuthMethod, Config, JwtSource};
+use crate::identity::Scope;
+use crate::kms::proto::key_management_service_server::KeyManagementServiceServer;
+use crate::kms::{
+    KmsService, Limits, MAX_MESSAGE_BYTES, SocketOptions, bind_socket, remove_socket, resolve_group,
+};
+use crate::openbao::{AuthApi, HttpClient, TlsSettings, Transit};
+use crate::status::{Prober, StatusCache, bootstrap, run_scheduler};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tokio_stream::wrappers::UnixListenerStream;
+
+/// In-flight calls get this long to finish after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A failure after the config was accepted (exit code 5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeError(pub String);
+
+impl fmt::Display for ServeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ServeError {}
+
+fn fail(e: impl fmt::Display) -> ServeError {
+    ServeError(e.to_string())
+}
+
+/// The identity scope every key_id and AAD is bound to.
+pub fn scope_of(config: &Config) -> Scope {
+    let ids = &config.transit.key_id_scope;
+    Scope {
+        provider_name: ids.provider_name.clone(),
+        cluster_id: ids.cluster_id.clone(),
+        openbao_instance_id: config.openbao.instance_id.clone(),
+        openbao_namespace: config.openbao.namespace.clone(),
+        transit_mount_id: ids.transit_mount_id.clone(),
+        transit_key_lineage_id: ids.key_lineage_id.clone(),
+    }
+}
+
+/// Builds the Transit client with its token manager from the config.
+pub fn build_transit(config: &Config) -> Result<Arc<Transit>, ServeError> {
+    if config.auth.method == AuthMethod::Cert {
+        return Err(ServeError(
+            "auth.method cert requires a certauth build variant".into(),
+        ));
+    }
+    if config.auth.jwt.source == JwtSource::OAuth2 {
+        return Err(ServeError(
+            "auth.jwt.source oauth2 is not available in this build".into(),
+        ));
+    }
+    let tls = TlsSettings {
+        ca_cert_file: &config.openbao.ca_cert_file,
+        server_name: &config.openbao.tls_server_name,
+    };
+    let http =
+        HttpClient::new(&config.openbao.address, &config.openbao.namespace, &tls).map_err(fail)?;
+    let jwt = &config.auth.jwt;
+    let settings = TokenSettings {
+        jwt_mount: jwt.mount_path.clone(),
+        jwt_role: jwt.role.clone(),
+        jwt_file: jwt.jwt_file.clone(),
+        jwt_checks: JwtChecks {
+            expected_issuer: jwt.expected_issuer.clone(),
+            expected_audience: jwt.expected_audience.clone(),
+            expected_subject: jwt.expected_subject.clone(),
+            min_remaining_ttl: jwt.min_remaining_ttl,
+            clock_skew_leeway: jwt.clock_skew_leeway,
+        },
+        login_before_expiry: config.auth.login_before_token_expiry,
+        renewal_increment: config.auth.token_renewal_increment,
+        login_timeout: config.effective_login_timeout(),
+    };
+    let tokens = TokenManager::new(AuthApi::new(http.clone()), settings);
+    Ok(Arc::new(Transit::new(
+        http,
+        tokens,
+        &config.transit.mount_path,
+        &config.transit.key_name,
+        config.openbao.timeout,
+    )))
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+fn shutdown_signal() -> Result<watch::Receiver<bool>, ServeError> {
+    let mut term = signal(SignalKind::terminate()).map_err(fail)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(fail)?;
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        let _ = tx.send(true);
+    });
+    Ok(rx)
+}
+
+async fn wait_for(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Runs the provider until a shutdown signal.
+pub async fn serve(config: Config) -> Result<(), ServeError> {
+    let started = Instant::now();
+    let shutdown = shutdown_signal()?;
+    let gid = resolve_group(&config.server.socket_group).map_err(fail)?;
+    let transit = build_transit(&config)?;
+    let cache = Arc::new(StatusCache::new(config.status.status_max_staleness));
+    let prober = Arc::new(Prober::new(
+        Arc::clone(&transit),
+        Arc::new(scope_of(&config)),
+        Arc::clone(&cache),
+        config.rotation.reject_version_rollback,
+    ));
+    tracing::info!(version = crate::identity::plugin_version(), "serve.start");
+
+    let grace = config.bootstrap.grace_timeout;
+    tokio::select! {
+        result = bootstrap(&prober, grace, config.bootstrap.retry_interval) => result.map_err(fail)?,
+        () = wait_for(shutdown.clone()) => {
+            tracing::info!(phase = "bootstrap", "serve.shutdown");
+            return Ok(());
+        }
+    }
+
+    let socket = bind_socket(&SocketOptions {
+        path: config.server.socket_path.clone(),
+        mode: config.server.socket_mode,
+        gid,
+    })
+    .await
+    .map_err(fail)?;
+    let inode = socket.inode;
+    let service = KmsService::new(
+        Arc::clone(&cache),
+        transit,
+        Limits::new(
+            config.server.max_concurrent_status,
+            config.server.max_concurrent_encrypt,
+            config.server.max_concurrent_decrypt,
+        ),
+        config.openbao.timeout,
+    );
+    let server = KeyManagementServiceServer::new(service)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let scheduler = {
+        let prober = Arc::clone(&prober);
+        let (probe, deep) = (
+            config.status.probe_interval,
+            config.status.deep_probe_interval,
+        );
+        let stop = shutdown.clone();
+        tokio::spawn(async move { run_scheduler(&prober, probe, deep, stop).await })
+    };
+    let grpc = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(server)
+            .serve_with_incoming_shutdown(
+                UnixListenerStream::new(socket.listener),
+                wait_for(shutdown.clone()),
+            ),
+    );
+    tracing::info!(
+        startup_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        stale_socket_removed = socket.stale_removed,
+        "serve.ready"
+    );
+
+    wait_for(shutdown).await;
+    tracing::info!(phase = "drain", "serve.shutdown");
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, grpc).await;
+    scheduler.abort();
+    remove_socket(&config.server.socket_path, inode);
+    match drained {
+        Ok(Ok(Ok(()))) => {
+            tracing::info!(phase = "done", "serve.shutdown");
+            Ok(())
+        }
+        Ok(Ok(Err(e))) => Err(fail(format_args!("kms server failed: {}", e))),
+        Ok(Err(_)) => Err(ServeError("kms server task failed".into())),
+        Err(_) => {
+            tracing::warn!(phase = "drain_timeout", "serve.shutdown");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! Transit key profile validation (`core.md` §6.3 step 4).
+//!
+//! The provider only serves a key that can never leave OpenBao and never be
+//! deleted: aes256-gcm96, not exportable, no plaintext backup, no deletion,
+//! not derived, not convergent.
+
+use super::reason::Reason;
+use crate::openbao::KeyMetadata;
+
+/// Checks the key profile and the shape of its version map.
+pub fn check_profile(meta: &KeyMetadata) -> Result<(), Reason> {
+    let latest = meta.latest_version;
+    let safe_profile = meta.key_type == "aes256-gcm96"
+        && !meta.exportable
+        && !meta.allow_plaintext_backup
+        && !meta.deletion_allowed
+        && !meta.derived
+        && !meta.convergent_encryption
+        && !meta.soft_deleted
+        && meta.supports_encryption
+        && meta.supports_decryption;
+    let sane_versions = latest > 0
+        && meta.min_available_version >= 0
+        && meta.min_available_version <= latest
+        && meta.min_encryption_version <= latest
+        && meta.min_decryption_version <= latest;
+    let sane_map = meta.keys.contains_key(&latest.to_string())
+        && meta.keys.iter().all(|(version, created)| {
+            let canonical = !version.starts_with('0');
+            canonical && version.parse::<i64>().is_ok_and(|v| v > 0 && v <= latest) && *created > 0
+        });
+    if safe_profile && sane_versions && sane_map {
+        Ok(())
+    } else {
+        Err(Reason::ProfileInvalid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good() -> KeyMetadata {
+        KeyMetadata {
+            key_type: "aes256-gcm96".into(),
+            latest_version: 2,
+            min_decryption_version: 1,
+            keys: [("1".to_owned(), 100), ("2".to_owned(), 200)].into(),
+            supports_encryption: true,
+            supports_decryption: true,
+            ..KeyMetadata::default()
+        }
+    }
+
+    #[test]
+    fn accepts_the_safe_profile_only() {
+        assert_eq!(check_profile(&good()), Ok(()));
+        let unsafe_variants: Vec<fn(&mut KeyMetadata)> = vec![
+            |m| m.key_type = "chacha20-poly1305".into(),
+            |m| m.exportable = true,
+            |m| m.allow_plaintext_backup = true,
+            |m| m.deletion_allowed = true,
+            |m| m.derived = true,
+            |m| m.convergent_encryption = true,
+            |m| m.soft_deleted = true,
+            |m| m.supports_encryption = false,
+            |m| m.latest_version = 0,
+            |m| m.latest_version = 3,
+            |m| m.min_available_version = 3,
+            |m| m.min_encryption_version = 3,
+            |m| {
+                m.keys.insert("7".into(), 1);
+            },
+            |m| {
+                m.keys.insert("01".into(), 1);
+            },
+            |m| {
+                m.keys.insert("1".into(), 0);
+            },
+        ];
+        for (i, mutate) in unsafe_variants.iter().enumerate() {
+            let mut meta = good();
+            mutate(&mut meta);
+            assert_eq!(
+                check_profile(&meta),
+                Err(Reason::ProfileInvalid),
+                "variant {i}"
+            );
+        }
+    }
+}
