@@ -324,12 +324,14 @@ impl TokenManager {
         state.flight = None;
         match result {
             Ok(()) => {
+                tracing::debug!(status = "ok", "auth.login");
                 state.failures = 0;
                 state.blocked_until = None;
                 state.last_error = None;
             }
             Err(e) => {
                 state.failures = state.failures.saturating_add(1);
+                tracing::warn!(status = e.status(), error = %e, failures = state.failures, "auth.login");
                 state.blocked_until =
                     Some(Instant::now() + with_jitter(failure_backoff(state.failures)));
                 state.last_error = Some(e);

@@ -13,6 +13,7 @@
 
 pub mod jwt;
 pub mod openbao;
+pub mod provider;
 pub mod tmp;
 
 use std::path::{Path, PathBuf};

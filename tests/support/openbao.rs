@@ -44,6 +44,15 @@ const LOG_TAIL_LINES: usize = 40;
 
 /// Spec §5.1, exactly: six paths, nothing else (no `create`, no key config,
 /// no export/backup), so tests catch any call the provider should not make.
+/// OpenBao 2.7 only accepts audit devices from server config. Every lab logs
+/// to a file so tests can count the requests OpenBao really served.
+fn audit_hcl(dir: &Path) -> String {
+    format!(
+        "audit \"file\" \"lab\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n",
+        dir.join("audit.log").display()
+    )
+}
+
 fn policy_hcl() -> String {
     let m = TRANSIT_MOUNT;
     let k = KEY_NAME;
@@ -112,6 +121,8 @@ impl Lab {
             issuer: Issuer::generate(),
             dir,
         };
+        let audit_config = lab.dir.path().join("audit.hcl");
+        fs::write(&audit_config, audit_hcl(lab.dir.path())).expect("write audit.hcl");
         for attempt in 1..=PORT_ATTEMPTS {
             // bao does not create the cert dir; an empty one per attempt
             // keeps no file of a failed attempt around.
@@ -129,6 +140,7 @@ impl Lab {
                 format!("-dev-root-token-id={}", lab.root_token),
                 // Otherwise every lab writes its root token to ~/.vault-token.
                 "-dev-no-store-token".into(),
+                format!("-config={}", audit_config.display()),
             ];
             lab.spawn();
             match lab.wait_for(is_active) {
@@ -188,7 +200,8 @@ listener "tcp" {{
 api_addr = "https://127.0.0.1:{port}"
 cluster_addr = "https://127.0.0.1:{cluster_port}"
 ui = false
-"#,
+{audit}"#,
+                audit = audit_hcl(lab.dir.path()),
                 data = data.display(),
                 port = lab.port,
                 cert = cert_file.display(),
@@ -346,6 +359,15 @@ ui = false
     }
 
     /// Server stdout and stderr since the lab started (all restarts).
+    /// Requests OpenBao has served so far, counted from its audit log.
+    pub fn audited_requests(&self) -> usize {
+        fs::read_to_string(self.dir.path().join("audit.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"type\":\"request\""))
+            .count()
+    }
+
     pub fn log_text(&self) -> String {
         String::from_utf8_lossy(&fs::read(self.log_path()).unwrap_or_default()).into_owned()
     }

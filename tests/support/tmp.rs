@@ -22,7 +22,13 @@ pub struct TempDir {
 impl TempDir {
     /// Creates `<tmp>/<prefix>-<pid>-<nanos>-<n>` with mode `0700`.
     pub fn new(prefix: &str) -> TempDir {
-        let base = std::env::temp_dir();
+        Self::new_in(&std::env::temp_dir(), prefix)
+    }
+
+    /// Like [`TempDir::new`] but below `base` (e.g. `/run/openbao-kms`, the
+    /// only place the provider accepts a socket).
+    pub fn new_in(base: &Path, prefix: &str) -> TempDir {
+        fs::create_dir_all(base).unwrap_or_else(|e| panic!("creating {}: {e}", base.display()));
         loop {
             let nanos = SystemTime::now()
                 .duration_since(UNIX_EPOCH)

@@ -1,0 +1,286 @@
+//! Runs the real `bao-kms-provider` binary against a [`Lab`]: writes its
+//! config and JWT with production-like modes, starts `serve`, waits for the
+//! socket, and captures every byte the process writes for later scanning.
+
+use super::jwt::Claims;
+use super::openbao::{AUDIENCE, ISSUER, JWT_MOUNT, KEY_NAME, Lab, ROLE, SUBJECT, TRANSIT_MOUNT};
+use super::tmp::TempDir;
+use bao_kms_provider::kms::connect;
+use bao_kms_provider::kms::proto::key_management_service_client::KeyManagementServiceClient;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_bao-kms-provider");
+
+/// Knobs a test may turn; `Setup::new(lab)` gives a working configuration.
+#[derive(Clone)]
+pub struct Setup {
+    pub address: String,
+    pub ca_file: PathBuf,
+    pub tls_server_name: String,
+    pub cluster_id: String,
+    pub timeout: &'static str,
+    pub grace_timeout: &'static str,
+    pub retry_interval: &'static str,
+    pub probe_interval: &'static str,
+    pub deep_probe_interval: &'static str,
+    pub max_staleness: &'static str,
+    pub max_concurrent_decrypt: u32,
+    pub log_level: &'static str,
+    pub jwt_claims: Claims,
+}
+
+impl Setup {
+    pub fn new(lab: &Lab) -> Setup {
+        Setup {
+            address: lab.addr(),
+            ca_file: lab.ca_file().to_owned(),
+            tls_server_name: "localhost".into(),
+            cluster_id: "workload-a".into(),
+            timeout: "2s",
+            grace_timeout: "10s",
+            retry_interval: "500ms",
+            probe_interval: "1s",
+            deep_probe_interval: "5s",
+            max_staleness: "3s",
+            max_concurrent_decrypt: 64,
+            log_level: "debug",
+            jwt_claims: Claims::valid_for(Duration::from_secs(3600)),
+        }
+    }
+}
+
+/// A running (or finished) provider process and its files.
+pub struct Provider {
+    child: Option<Child>,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+    pub jwt: PathBuf,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    pub exit: Option<ExitStatus>,
+    // Removed last, after the process is gone.
+    pub socket_dir: TempDir,
+    pub files: TempDir,
+}
+
+fn render(setup: &Setup, socket: &Path, ca: &Path, jwt: &Path, state: &Path) -> String {
+    format!(
+        r#"configVersion: v1alpha1
+server:
+  socketPath: {socket}
+  socketMode: "0660"
+  socketGroup: "0"
+  maxConcurrentDecrypt: {decrypt}
+openbao:
+  address: {address}
+  caCertFile: {ca}
+  tlsServerName: {server_name}
+  instanceId: bao-test-a
+  timeout: {timeout}
+auth:
+  method: jwt
+  jwt:
+    source: file
+    mountPath: {jwt_mount}
+    role: {role}
+    jwtFile: {jwt}
+    expectedIssuer: {issuer}
+    expectedAudience: [{audience}]
+    expectedSubject: "{subject}"
+transit:
+  mountPath: {mount}
+  keyName: {key}
+  keyIdScope:
+    providerName: openbao-kms-workload-a
+    clusterId: {cluster}
+    transitMountId: transit-test-primary
+    keyLineageId: "0123456789abcdef0123456789abcdef"
+bootstrap:
+  graceTimeout: {grace}
+  retryInterval: {retry}
+status:
+  probeInterval: {probe}
+  deepProbeInterval: {deep}
+  statusMaxStaleness: {stale}
+state:
+  path: {state}
+logging:
+  level: {level}
+  format: json
+"#,
+        socket = socket.display(),
+        decrypt = setup.max_concurrent_decrypt,
+        address = setup.address,
+        ca = ca.display(),
+        server_name = setup.tls_server_name,
+        timeout = setup.timeout,
+        jwt_mount = JWT_MOUNT,
+        role = ROLE,
+        jwt = jwt.display(),
+        issuer = ISSUER,
+        audience = AUDIENCE,
+        subject = SUBJECT,
+        mount = TRANSIT_MOUNT,
+        key = KEY_NAME,
+        cluster = setup.cluster_id,
+        grace = setup.grace_timeout,
+        retry = setup.retry_interval,
+        probe = setup.probe_interval,
+        deep = setup.deep_probe_interval,
+        stale = setup.max_staleness,
+        state = state.display(),
+        level = setup.log_level,
+    )
+}
+
+fn chmod(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+}
+
+impl Provider {
+    /// Writes config, CA copy and JWT for `setup`, without starting anything.
+    pub fn prepare(lab: &Lab, setup: &Setup) -> Provider {
+        let files = TempDir::new("kms-files");
+        let socket_dir = TempDir::new_in(Path::new("/run/openbao-kms"), "t");
+        chmod(socket_dir.path(), 0o750);
+        let ca = files.path().join("ca.pem");
+        fs::copy(&setup.ca_file, &ca).expect("copy CA");
+        chmod(&ca, 0o644);
+        let jwt = files.path().join("identity.jwt");
+        lab.write_jwt(&jwt, &setup.jwt_claims);
+        let config = files.path().join("config.yaml");
+        let socket = socket_dir.path().join("kms.sock");
+        let state = files.path().join("state/key-registry.json");
+        fs::write(&config, render(setup, &socket, &ca, &jwt, &state)).expect("write config");
+        chmod(&config, 0o640);
+        Provider {
+            child: None,
+            socket,
+            config,
+            jwt,
+            stdout: files.path().join("stdout.log"),
+            stderr: files.path().join("stderr.log"),
+            exit: None,
+            socket_dir,
+            files,
+        }
+    }
+
+    /// Prepares and starts `serve`; waits until the socket exists.
+    pub fn start(lab: &Lab, setup: &Setup) -> Provider {
+        let mut provider = Provider::prepare(lab, setup);
+        provider.spawn();
+        provider.wait_ready(Duration::from_secs(30));
+        provider
+    }
+
+    /// Starts `serve` on the prepared files without waiting.
+    pub fn spawn(&mut self) {
+        let stdout = fs::File::create(&self.stdout).expect("stdout file");
+        let stderr = fs::File::create(&self.stderr).expect("stderr file");
+        let child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn provider");
+        self.child = Some(child);
+        self.exit = None;
+    }
+
+    /// Waits for the socket to appear; panics with the logs if the process exits first.
+    pub fn wait_ready(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.socket.exists() {
+                return;
+            }
+            if let Some(status) = self.try_exit() {
+                panic!("provider exited with {status} before ready:\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("provider not ready within {limit:?}:\n{}", self.logs());
+    }
+
+    /// Waits for the process to exit on its own (e.g. a refused start).
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.try_exit() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("provider still running after {limit:?}:\n{}", self.logs());
+    }
+
+    fn try_exit(&mut self) -> Option<ExitStatus> {
+        if self.exit.is_none() {
+            if let Some(child) = self.child.as_mut() {
+                self.exit = child.try_wait().expect("try_wait");
+            }
+        }
+        self.exit
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.as_ref().expect("started").id() as i32)
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        if self.try_exit().is_none() {
+            kill(self.pid(), Signal::SIGTERM).expect("SIGTERM");
+        }
+        self.wait_exit(Duration::from_secs(30))
+    }
+
+    pub async fn client(&self) -> KeyManagementServiceClient<Channel> {
+        connect(&self.socket).await.expect("connect to provider socket")
+    }
+
+    pub fn stdout_text(&self) -> String {
+        fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    pub fn stderr_text(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub fn logs(&self) -> String {
+        format!("--- stdout ---\n{}\n--- stderr ---\n{}", self.stdout_text(), self.stderr_text())
+    }
+
+    /// Every byte the process wrote must be free of each marker.
+    pub fn assert_output_free_of(&self, markers: &[&str]) {
+        let all = self.logs();
+        for marker in markers.iter().filter(|m| !m.is_empty()) {
+            assert!(!all.contains(marker), "provider output contains a secret marker");
+        }
+    }
+
+    pub fn files_dir(&self) -> &Path {
+        self.files.path()
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
