@@ -30,7 +30,8 @@ fn is_fqdn(key: &str) -> bool {
                 && l.len() <= 63
                 && !l.starts_with('-')
                 && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         })
 }
 
@@ -60,29 +61,56 @@ async fn status_encrypt_decrypt_follow_the_apiserver_contract() {
     let before = lab.audited_requests();
     for _ in 0..500 {
         let s = client.status(StatusRequest {}).await.unwrap().into_inner();
-        assert_eq!((s.healthz.as_str(), s.key_id.as_str()), ("ok", key_id.as_str()));
+        assert_eq!(
+            (s.healthz.as_str(), s.key_id.as_str()),
+            ("ok", key_id.as_str())
+        );
     }
-    assert_eq!(lab.audited_requests(), before, "Status must never call OpenBao");
+    assert_eq!(
+        lab.audited_requests(),
+        before,
+        "Status must never call OpenBao"
+    );
 
     let encrypted = client
-        .encrypt(EncryptRequest { plaintext: seed(), uid: "uid-1".into() })
+        .encrypt(EncryptRequest {
+            plaintext: seed(),
+            uid: "uid-1".into(),
+        })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(encrypted.key_id, status.key_id, "Encrypt key_id must equal the Status key_id");
+    assert_eq!(
+        encrypted.key_id, status.key_id,
+        "Encrypt key_id must equal the Status key_id"
+    );
     assert!(!encrypted.ciphertext.is_empty() && encrypted.ciphertext.len() < 1024);
     assert!(encrypted.ciphertext.starts_with(b"vault:v1:"));
     assert_eq!(encrypted.annotations.len(), 7);
-    assert!(encrypted.annotations.keys().all(|k| is_fqdn(k)), "{:?}", encrypted.annotations.keys());
-    let size: usize = encrypted.annotations.iter().map(|(k, v)| k.len() + v.len()).sum();
+    assert!(
+        encrypted.annotations.keys().all(|k| is_fqdn(k)),
+        "{:?}",
+        encrypted.annotations.keys()
+    );
+    let size: usize = encrypted
+        .annotations
+        .iter()
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
     assert!(size < 32 * 1024);
 
     let again = client
-        .encrypt(EncryptRequest { plaintext: seed(), uid: "uid-2".into() })
+        .encrypt(EncryptRequest {
+            plaintext: seed(),
+            uid: "uid-2".into(),
+        })
         .await
         .unwrap()
         .into_inner();
-    assert_ne!(again.ciphertext, encrypted.ciphertext, "equal plaintexts must give distinct ciphertexts");
+    assert_ne!(
+        again.ciphertext, encrypted.ciphertext,
+        "equal plaintexts must give distinct ciphertexts"
+    );
 
     let decrypted = client
         .decrypt(DecryptRequest {
@@ -96,11 +124,24 @@ async fn status_encrypt_decrypt_follow_the_apiserver_contract() {
         .into_inner();
     assert_eq!(decrypted.plaintext, seed());
 
-    assert!(provider.stop().success(), "SIGTERM must exit 0:\n{}", provider.logs());
-    assert!(!provider.socket.exists(), "a clean shutdown removes the socket");
+    assert!(
+        provider.stop().success(),
+        "SIGTERM must exit 0:\n{}",
+        provider.logs()
+    );
+    assert!(
+        !provider.socket.exists(),
+        "a clean shutdown removes the socket"
+    );
     let ciphertext = String::from_utf8(encrypted.ciphertext).unwrap();
     let jwt = std::fs::read_to_string(&provider.jwt).unwrap_or_default();
-    provider.assert_output_free_of(&[SEED_MARKER, &ciphertext, "vault:v1:", jwt.trim(), "X-Vault-Token"]);
+    provider.assert_output_free_of(&[
+        SEED_MARKER,
+        &ciphertext,
+        "vault:v1:",
+        jwt.trim(),
+        "X-Vault-Token",
+    ]);
     let logs = provider.logs();
     assert!(logs.contains("serve.ready"), "{logs}");
 }
@@ -111,7 +152,10 @@ async fn bad_decrypt_requests_are_rejected_before_any_transit_call() {
     let provider = Provider::start(&lab, &quiet_setup(&lab));
     let mut client = provider.client().await;
     let good = client
-        .encrypt(EncryptRequest { plaintext: seed(), uid: "u".into() })
+        .encrypt(EncryptRequest {
+            plaintext: seed(),
+            uid: "u".into(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -124,7 +168,10 @@ async fn bad_decrypt_requests_are_rejected_before_any_transit_call() {
     let unknown = KeyId::parse("obk2.ig7zS9_yvQrdlcvWgJUhA5q_fQYupc5jRX5MzhAMQSk").unwrap();
     let mut cases: Vec<(&str, DecryptRequest, Code)> = Vec::new();
     let mut r = request();
-    r.annotations.insert("transit-key-version.kms.openbao.org".into(), b"999".to_vec());
+    r.annotations.insert(
+        "transit-key-version.kms.openbao.org".into(),
+        b"999".to_vec(),
+    );
     cases.push(("tampered key version", r, Code::InvalidArgument));
     let mut r = request();
     r.annotations.insert(
@@ -136,15 +183,22 @@ async fn bad_decrypt_requests_are_rejected_before_any_transit_call() {
     r.annotations.remove("provider.kms.openbao.org");
     cases.push(("missing annotation", r, Code::InvalidArgument));
     let mut r = request();
-    r.annotations.insert("kms.openbao.org/extra".into(), b"x".to_vec());
+    r.annotations
+        .insert("kms.openbao.org/extra".into(), b"x".to_vec());
     cases.push(("non-FQDN annotation key", r, Code::InvalidArgument));
     let mut r = request();
-    r.annotations.insert("blob.example.org".into(), vec![b'x'; 32 * 1024]);
+    r.annotations
+        .insert("blob.example.org".into(), vec![b'x'; 32 * 1024]);
     cases.push(("annotations over 32 KiB", r, Code::InvalidArgument));
     let mut r = request();
-    r.annotations.insert("bin.example.org".into(), vec![0xff, 0xfe]);
+    r.annotations
+        .insert("bin.example.org".into(), vec![0xff, 0xfe]);
     cases.push(("non-UTF-8 annotation value", r, Code::InvalidArgument));
-    for bad in ["", "obk2.short", "obk3.ig7zS9_yvQrdlcvWgJUhA5q_fQYupc5jRX5MzhAMQSk"] {
+    for bad in [
+        "",
+        "obk2.short",
+        "obk3.ig7zS9_yvQrdlcvWgJUhA5q_fQYupc5jRX5MzhAMQSk",
+    ] {
         let mut r = request();
         r.key_id = bad.into();
         cases.push(("malformed key_id", r, Code::InvalidArgument));
@@ -168,16 +222,29 @@ async fn bad_decrypt_requests_are_rejected_before_any_transit_call() {
         assert_eq!(err.code(), code, "{name}: {}", err.message());
     }
     let err = client
-        .encrypt(EncryptRequest { plaintext: Vec::new(), uid: "u".into() })
+        .encrypt(EncryptRequest {
+            plaintext: Vec::new(),
+            uid: "u".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    assert_eq!(lab.audited_requests(), before, "rejections must happen before Transit");
+    assert_eq!(
+        lab.audited_requests(),
+        before,
+        "rejections must happen before Transit"
+    );
 
     // A gRPC message over 64 KiB is refused by the server itself.
-    let mut big = bao_kms_provider::kms::connect(&provider.socket).await.unwrap().max_encoding_message_size(1 << 20);
+    let mut big = bao_kms_provider::kms::connect(&provider.socket)
+        .await
+        .unwrap()
+        .max_encoding_message_size(1 << 20);
     let err = big
-        .encrypt(EncryptRequest { plaintext: vec![1; 70 * 1024], uid: "u".into() })
+        .encrypt(EncryptRequest {
+            plaintext: vec![1; 70 * 1024],
+            uid: "u".into(),
+        })
         .await
         .unwrap_err();
     // tonic reports an over-size message as OutOfRange (grpc-go: ResourceExhausted).
@@ -185,7 +252,15 @@ async fn bad_decrypt_requests_are_rejected_before_any_transit_call() {
     assert_eq!(lab.audited_requests(), before);
 
     // The genuine request still works afterwards.
-    assert_eq!(client.decrypt(request()).await.unwrap().into_inner().plaintext, seed());
+    assert_eq!(
+        client
+            .decrypt(request())
+            .await
+            .unwrap()
+            .into_inner()
+            .plaintext,
+        seed()
+    );
     provider.assert_output_free_of(&[SEED_MARKER, "vault:v1:"]);
 }
 
@@ -193,20 +268,35 @@ async fn bad_decrypt_requests_are_rejected_before_any_transit_call() {
 async fn ciphertext_from_another_cluster_on_the_same_key_is_refused() {
     let lab = Lab::start();
     let a = Provider::start(&lab, &Setup::new(&lab));
-    let b = Provider::start(&lab, &Setup { cluster_id: "workload-b".into(), ..Setup::new(&lab) });
+    let b = Provider::start(
+        &lab,
+        &Setup {
+            cluster_id: "workload-b".into(),
+            ..Setup::new(&lab)
+        },
+    );
     let mut client_a = a.client().await;
     let mut client_b = b.client().await;
     let from_a = client_a
-        .encrypt(EncryptRequest { plaintext: seed(), uid: "a".into() })
+        .encrypt(EncryptRequest {
+            plaintext: seed(),
+            uid: "a".into(),
+        })
         .await
         .unwrap()
         .into_inner();
     let own_b = client_b
-        .encrypt(EncryptRequest { plaintext: seed(), uid: "b".into() })
+        .encrypt(EncryptRequest {
+            plaintext: seed(),
+            uid: "b".into(),
+        })
         .await
         .unwrap()
         .into_inner();
-    assert_ne!(from_a.key_id, own_b.key_id, "key_ids are bound to the cluster");
+    assert_ne!(
+        from_a.key_id, own_b.key_id,
+        "key_ids are bound to the cluster"
+    );
 
     // A's object as stored: B does not know A's key_id.
     let err = client_b
@@ -249,13 +339,27 @@ async fn ciphertext_from_another_cluster_on_the_same_key_is_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_decrypts_succeed_or_are_shed_without_queueing() {
     let lab = Lab::start();
-    let provider = Provider::start(&lab, &Setup { max_concurrent_decrypt: 256, log_level: "info", ..Setup::new(&lab) });
+    let provider = Provider::start(
+        &lab,
+        &Setup {
+            max_concurrent_decrypt: 256,
+            log_level: "info",
+            ..Setup::new(&lab)
+        },
+    );
     let mut client = provider.client().await;
     let mut objects = Vec::new();
     for i in 0..20u8 {
         let mut plaintext = seed();
         plaintext[31] = i;
-        let e = client.encrypt(EncryptRequest { plaintext: plaintext.clone(), uid: "e".into() }).await.unwrap().into_inner();
+        let e = client
+            .encrypt(EncryptRequest {
+                plaintext: plaintext.clone(),
+                uid: "e".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
         objects.push((plaintext, e));
     }
     let mut tasks = Vec::new();
@@ -264,28 +368,57 @@ async fn concurrent_decrypts_succeed_or_are_shed_without_queueing() {
         let (plaintext, e) = objects[i % objects.len()].clone();
         tasks.push(tokio::spawn(async move {
             let out = client
-                .decrypt(DecryptRequest { ciphertext: e.ciphertext, uid: format!("d{i}"), key_id: e.key_id, annotations: e.annotations })
+                .decrypt(DecryptRequest {
+                    ciphertext: e.ciphertext,
+                    uid: format!("d{i}"),
+                    key_id: e.key_id,
+                    annotations: e.annotations,
+                })
                 .await;
             (plaintext, out)
         }));
     }
     for task in tasks {
         let (plaintext, out) = task.await.unwrap();
-        assert_eq!(out.expect("all 200 concurrent decrypts succeed").into_inner().plaintext, plaintext);
+        assert_eq!(
+            out.expect("all 200 concurrent decrypts succeed")
+                .into_inner()
+                .plaintext,
+            plaintext
+        );
     }
     drop(provider);
 
     // With the default limit of 64, excess calls fail at once with ResourceExhausted.
-    let provider = Provider::start(&lab, &Setup { max_concurrent_decrypt: 4, log_level: "info", ..Setup::new(&lab) });
+    let provider = Provider::start(
+        &lab,
+        &Setup {
+            max_concurrent_decrypt: 4,
+            log_level: "info",
+            ..Setup::new(&lab)
+        },
+    );
     let mut client = provider.client().await;
-    let e = client.encrypt(EncryptRequest { plaintext: seed(), uid: "e".into() }).await.unwrap().into_inner();
+    let e = client
+        .encrypt(EncryptRequest {
+            plaintext: seed(),
+            uid: "e".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     let mut tasks = Vec::new();
     for i in 0..200usize {
         let mut client = client.clone();
         let e = e.clone();
         tasks.push(tokio::spawn(async move {
             client
-                .decrypt(DecryptRequest { ciphertext: e.ciphertext, uid: format!("d{i}"), key_id: e.key_id, annotations: e.annotations })
+                .decrypt(DecryptRequest {
+                    ciphertext: e.ciphertext,
+                    uid: format!("d{i}"),
+                    key_id: e.key_id,
+                    annotations: e.annotations,
+                })
                 .await
         }));
     }

@@ -214,19 +214,22 @@ fn escape_path(path: &str) -> String {
 }
 
 /// Maps a transport failure to a class by walking its cause chain.
+///
+/// `io::Error::source()` skips the error it wraps, so wrapped io errors are
+/// unpacked with `get_ref()` as well.
 fn classify_transport(error: &(dyn std::error::Error + 'static)) -> ErrorClass {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    let mut pending: Vec<&(dyn std::error::Error + 'static)> = vec![error];
     let mut class = ErrorClass::Unavailable;
-    while let Some(e) = current {
+    while let Some(e) = pending.pop() {
         if e.downcast_ref::<rustls::Error>().is_some() {
             return ErrorClass::TlsFailed;
         }
+        if e.to_string().starts_with("dns error") {
+            return ErrorClass::DnsFailed;
+        }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if io
-                .get_ref()
-                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
-            {
-                return ErrorClass::TlsFailed;
+            if let Some(inner) = io.get_ref() {
+                pending.push(inner);
             }
             if matches!(
                 io.kind(),
@@ -241,10 +244,9 @@ fn classify_transport(error: &(dyn std::error::Error + 'static)) -> ErrorClass {
                 class = ErrorClass::ConnectionFailed;
             }
         }
-        if e.to_string().starts_with("dns error") {
-            return ErrorClass::DnsFailed;
+        if let Some(source) = e.source() {
+            pending.push(source);
         }
-        current = e.source();
     }
     class
 }

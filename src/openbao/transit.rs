@@ -5,7 +5,7 @@
 
 use super::error::{ErrorClass, OpenBaoError, Operation};
 use super::http::{Answer, Call, HttpClient};
-use crate::auth::TokenManager;
+use crate::auth::{AuthError, TokenManager};
 use crate::secret::{Ciphertext, SecretBytes};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -206,7 +206,7 @@ impl Transit {
             .auth
             .token()
             .await
-            .map_err(|_| OpenBaoError::new(op, ErrorClass::AuthUnavailable))?;
+            .map_err(|e| OpenBaoError::new(op, auth_failure_class(e)))?;
         let call = Call {
             op,
             method,
@@ -240,6 +240,27 @@ impl Transit {
                 retry
             }
             other => other,
+        }
+    }
+}
+
+/// A login that failed because OpenBao was unreachable is an outage, not a
+/// credential problem: keep its transport class so callers see Unavailable.
+fn auth_failure_class(error: AuthError) -> ErrorClass {
+    match error {
+        AuthError::OpenBao(e) => match e.class {
+            class @ (ErrorClass::Sealed
+            | ErrorClass::Unavailable
+            | ErrorClass::TlsFailed
+            | ErrorClass::DnsFailed
+            | ErrorClass::ConnectionFailed
+            | ErrorClass::RateLimited
+            | ErrorClass::Timeout) => class,
+            _ => ErrorClass::AuthUnavailable,
+        },
+        AuthError::Timeout => ErrorClass::Timeout,
+        AuthError::Jwt(_) | AuthError::LeaseTooShort | AuthError::Unavailable => {
+            ErrorClass::AuthUnavailable
         }
     }
 }

@@ -199,15 +199,19 @@ impl Provider {
         self.exit = None;
     }
 
-    /// Waits for the socket to appear; panics with the logs if the process exits first.
+    /// Waits until the socket accepts connections; panics with the logs if the
+    /// process exits first. (A file at the path is not enough: it may be stale.)
     pub fn wait_ready(&mut self, limit: Duration) {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
-            if self.socket.exists() {
+            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
                 return;
             }
             if let Some(status) = self.try_exit() {
-                panic!("provider exited with {status} before ready:\n{}", self.logs());
+                panic!(
+                    "provider exited with {status} before ready:\n{}",
+                    self.logs()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -227,10 +231,10 @@ impl Provider {
     }
 
     fn try_exit(&mut self) -> Option<ExitStatus> {
-        if self.exit.is_none() {
-            if let Some(child) = self.child.as_mut() {
-                self.exit = child.try_wait().expect("try_wait");
-            }
+        if self.exit.is_none()
+            && let Some(child) = self.child.as_mut()
+        {
+            self.exit = child.try_wait().expect("try_wait");
         }
         self.exit
     }
@@ -248,7 +252,9 @@ impl Provider {
     }
 
     pub async fn client(&self) -> KeyManagementServiceClient<Channel> {
-        connect(&self.socket).await.expect("connect to provider socket")
+        connect(&self.socket)
+            .await
+            .expect("connect to provider socket")
     }
 
     pub fn stdout_text(&self) -> String {
@@ -260,14 +266,21 @@ impl Provider {
     }
 
     pub fn logs(&self) -> String {
-        format!("--- stdout ---\n{}\n--- stderr ---\n{}", self.stdout_text(), self.stderr_text())
+        format!(
+            "--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.stdout_text(),
+            self.stderr_text()
+        )
     }
 
     /// Every byte the process wrote must be free of each marker.
     pub fn assert_output_free_of(&self, markers: &[&str]) {
         let all = self.logs();
         for marker in markers.iter().filter(|m| !m.is_empty()) {
-            assert!(!all.contains(marker), "provider output contains a secret marker");
+            assert!(
+                !all.contains(marker),
+                "provider output contains a secret marker"
+            );
         }
     }
 
