@@ -25,7 +25,7 @@ use std::path::Path;
 pub use duration::parse_go_duration;
 pub use env::{DEFAULT_CONFIG_PATH, Env, NoEnv, Overrides, ProcessEnv, config_path};
 pub use error::{ConfigError, Problem};
-pub use fingerprint::{IdentityFields, go_json_string};
+pub use fingerprint::IdentityFields;
 pub use model::{
     AuthConfig, AuthMethod, BootstrapConfig, CertConfig, Config, DebugCorrelationConfig, JwtConfig,
     JwtSource, KeyIdScope, LogFormat, LogLevel, LoggingConfig, OAuth2Config, OpenBaoConfig,

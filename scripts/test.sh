@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls this script):
+# installs what the tests need (the real OpenBao 2.7.2 binary, openssl),
+# checks formatting and lints, then runs unit and integration tests against
+# real OpenBao servers over HTTPS with real JWT auth and the real Unix socket.
+#
+# Integration tests create sockets under /run/openbao-kms (the only place the
+# provider accepts them), so run as root or make that directory yours first.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+BAO_BIN="$(scripts/install-test-deps.sh | tail -n 1)"
+export "${BAO_BIN?}"
+
+if [ ! -w /run/openbao-kms ] && ! mkdir -p /run/openbao-kms 2>/dev/null; then
+  echo "test.sh: /run/openbao-kms is not writable; run as root or create it for your user" >&2
+  exit 1
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --quiet -- -D warnings
+echo "== cargo test --all-targets"
+cargo test --all-targets
