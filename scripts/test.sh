@@ -23,5 +23,5 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
-echo "== cargo test --all-targets"
-cargo test --all-targets
+echo "== cargo test"
+cargo test
