@@ -5,8 +5,11 @@
 
 mod support;
 
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
 use bao_kms_provider::identity::KeyId;
 use bao_kms_provider::kms::proto::{DecryptRequest, EncryptRequest, StatusRequest};
+use support::marked_seed;
 use support::openbao::Lab;
 use support::provider::{Provider, Setup};
 use tonic::Code;
@@ -35,21 +38,18 @@ fn is_fqdn(key: &str) -> bool {
         })
 }
 
-/// The plaintext seed used in these tests carries a recognizable marker so
-/// that any leak into logs can be found.
-const SEED_MARKER: &str = "SEEDMARKER-4f1c9a";
-
-fn seed() -> Vec<u8> {
-    let mut seed = SEED_MARKER.as_bytes().to_vec();
-    seed.resize(32, b'#');
-    seed
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn status_encrypt_decrypt_follow_the_apiserver_contract() {
     let lab = Lab::start();
     let mut provider = Provider::start(&lab, &quiet_setup(&lab));
     let mut client = provider.client().await;
+    let socket_meta = std::fs::symlink_metadata(&provider.socket).unwrap();
+    assert_eq!(
+        socket_meta.permissions().mode() & 0o7777,
+        0o660,
+        "socketMode applied"
+    );
+    assert_eq!(socket_meta.gid(), 0, "socketGroup applied");
 
     let status = client.status(StatusRequest {}).await.unwrap().into_inner();
     assert_eq!(status.version, "v2");
@@ -74,7 +74,7 @@ async fn status_encrypt_decrypt_follow_the_apiserver_contract() {
 
     let encrypted = client
         .encrypt(EncryptRequest {
-            plaintext: seed(),
+            plaintext: marked_seed(0),
             uid: "uid-1".into(),
         })
         .await
@@ -101,7 +101,7 @@ async fn status_encrypt_decrypt_follow_the_apiserver_contract() {
 
     let again = client
         .encrypt(EncryptRequest {
-            plaintext: seed(),
+            plaintext: marked_seed(0),
             uid: "uid-2".into(),
         })
         .await
@@ -122,7 +122,7 @@ async fn status_encrypt_decrypt_follow_the_apiserver_contract() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(decrypted.plaintext, seed());
+    assert_eq!(decrypted.plaintext, marked_seed(0));
 
     assert!(
         provider.stop().success(),
@@ -134,14 +134,7 @@ async fn status_encrypt_decrypt_follow_the_apiserver_contract() {
         "a clean shutdown removes the socket"
     );
     let ciphertext = String::from_utf8(encrypted.ciphertext).unwrap();
-    let jwt = std::fs::read_to_string(&provider.jwt).unwrap_or_default();
-    provider.assert_output_free_of(&[
-        SEED_MARKER,
-        &ciphertext,
-        "vault:v1:",
-        jwt.trim(),
-        "X-Vault-Token",
-    ]);
+    provider.assert_output_free_of(&[&ciphertext, "X-Vault-Token"]);
     let logs = provider.logs();
     assert!(logs.contains("serve.ready"), "{logs}");
 }
@@ -153,7 +146,7 @@ async fn bad_decrypt_requests_are_rejected_before_any_transit_call() {
     let mut client = provider.client().await;
     let good = client
         .encrypt(EncryptRequest {
-            plaintext: seed(),
+            plaintext: marked_seed(0),
             uid: "u".into(),
         })
         .await
@@ -259,9 +252,9 @@ async fn bad_decrypt_requests_are_rejected_before_any_transit_call() {
             .unwrap()
             .into_inner()
             .plaintext,
-        seed()
+        marked_seed(0)
     );
-    provider.assert_output_free_of(&[SEED_MARKER, "vault:v1:"]);
+    provider.assert_output_free_of(&[]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -279,7 +272,7 @@ async fn ciphertext_from_another_cluster_on_the_same_key_is_refused() {
     let mut client_b = b.client().await;
     let from_a = client_a
         .encrypt(EncryptRequest {
-            plaintext: seed(),
+            plaintext: marked_seed(0),
             uid: "a".into(),
         })
         .await
@@ -287,7 +280,7 @@ async fn ciphertext_from_another_cluster_on_the_same_key_is_refused() {
         .into_inner();
     let own_b = client_b
         .encrypt(EncryptRequest {
-            plaintext: seed(),
+            plaintext: marked_seed(0),
             uid: "b".into(),
         })
         .await
@@ -350,8 +343,7 @@ async fn concurrent_decrypts_succeed_or_are_shed_without_queueing() {
     let mut client = provider.client().await;
     let mut objects = Vec::new();
     for i in 0..20u8 {
-        let mut plaintext = seed();
-        plaintext[31] = i;
+        let plaintext = marked_seed(i);
         let e = client
             .encrypt(EncryptRequest {
                 plaintext: plaintext.clone(),
@@ -401,7 +393,7 @@ async fn concurrent_decrypts_succeed_or_are_shed_without_queueing() {
     let mut client = provider.client().await;
     let e = client
         .encrypt(EncryptRequest {
-            plaintext: seed(),
+            plaintext: marked_seed(0),
             uid: "e".into(),
         })
         .await
@@ -426,7 +418,7 @@ async fn concurrent_decrypts_succeed_or_are_shed_without_queueing() {
     for task in tasks {
         match task.await.unwrap() {
             Ok(r) => {
-                assert_eq!(r.into_inner().plaintext, seed());
+                assert_eq!(r.into_inner().plaintext, marked_seed(0));
                 ok += 1;
             }
             Err(s) if s.code() == Code::ResourceExhausted => shed += 1,

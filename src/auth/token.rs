@@ -186,7 +186,9 @@ impl TokenManager {
             if state.token.as_ref().is_some_and(|h| h.value == *rejected) {
                 state.token = None;
             }
-            if state.token.is_none() {
+            // Callers rejected with the same token join a recovery already in
+            // flight (or take its result); only a new recovery is throttled.
+            if state.token.is_none() && state.flight.is_none() {
                 if state.recovery_blocked_until.is_some_and(|t| t > now) {
                     return None;
                 }
@@ -199,10 +201,7 @@ impl TokenManager {
                 state.recoveries = state.recoveries.saturating_add(1);
                 state.last_rejection = Some(now);
                 state.recovery_blocked_until = Some(now + recovery_spacing(state.recoveries));
-                // The recovery login itself must run now, even though the throttle is set.
-                if state.flight.is_none() {
-                    self.start_flight(&mut state, FlightKind::Login);
-                }
+                self.start_flight(&mut state, FlightKind::Login);
             }
         }
         match self.token().await {
@@ -272,18 +271,25 @@ impl TokenManager {
                     self.settings.login_timeout,
                 )
                 .await;
-            if let Ok(grant) = renewed {
-                let mut state = self.lock();
-                // The token may have been rejected or replaced while we renewed it.
-                if state.token.as_ref().is_some_and(|h| h.value == current) {
-                    let value = if grant.client_token.is_empty() {
-                        current
-                    } else {
-                        grant.client_token.clone()
-                    };
-                    return self.accept(&mut state, value, &grant);
+            match renewed {
+                Ok(grant) => {
+                    let mut state = self.lock();
+                    // The token may have been rejected or replaced while we renewed it;
+                    // a renewed lease that is too short is no better than none.
+                    if state.token.as_ref().is_some_and(|h| h.value == current) {
+                        let value = if grant.client_token.is_empty() {
+                            current
+                        } else {
+                            grant.client_token.clone()
+                        };
+                        if self.accept(&mut state, value, &grant).is_ok() {
+                            tracing::debug!(status = "ok", "auth.renewal");
+                            return Ok(());
+                        }
+                    }
+                    tracing::info!(status = "superseded", "auth.renewal");
                 }
-                return Err(AuthError::Unavailable);
+                Err(e) => tracing::warn!(status = "auth_failed", error = %e, "auth.renewal"),
             }
         }
         let jwt = read_jwt_file(&self.settings.jwt_file).map_err(AuthError::Jwt)?;

@@ -71,3 +71,107 @@ fn resolve_bao_binary() -> PathBuf {
         Err(e) => panic!("bao not found: cannot run python3 ({e}); {INSTALL_HINT}"),
     }
 }
+
+/// Plaintext seeds in tests contain this marker so leaks can be found.
+pub const PLAINTEXT_MARKER: &str = "SEEDMARKER-4f1c9a";
+
+/// A 32-byte seed that carries [`PLAINTEXT_MARKER`].
+pub fn marked_seed(tag: u8) -> Vec<u8> {
+    let mut seed = PLAINTEXT_MARKER.as_bytes().to_vec();
+    seed.resize(31, b'#');
+    seed.push(tag);
+    seed
+}
+
+/// The base64 forms `marker` takes inside any base64 text, whatever its
+/// alignment (a full-block fragment for each of the three offsets).
+fn base64_fragments(marker: &str) -> Vec<String> {
+    use base64::Engine as _;
+    (0..3)
+        .map(|offset| {
+            let mut bytes = vec![0u8; offset];
+            bytes.extend_from_slice(marker.as_bytes());
+            let encoded = base64::engine::general_purpose::STANDARD.encode(&bytes);
+            // Drop the characters that mix in the padding bytes or the tail.
+            let skip = (offset * 4).div_ceil(3);
+            let keep = (bytes.len() / 3) * 4;
+            encoded[skip..keep].to_owned()
+        })
+        .collect()
+}
+
+fn has_token_shape(text: &str) -> bool {
+    text.match_indices("s.").any(|(i, _)| {
+        let tail = &text.as_bytes()[i + 2..];
+        tail.len() >= 24
+            && tail[..24].iter().all(u8::is_ascii_alphanumeric)
+            && tail.get(24).is_none_or(|b| !b.is_ascii_alphanumeric())
+            && (i == 0 || !text.as_bytes()[i - 1].is_ascii_alphanumeric())
+    })
+}
+
+fn has_transit_ciphertext(text: &str) -> bool {
+    text.match_indices("vault:v").any(|(i, _)| {
+        let rest = &text[i + 7..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        digits > 0
+            && rest[digits..].starts_with(':')
+            && rest[digits + 1..]
+                .bytes()
+                .take_while(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+                .count()
+                >= 8
+    })
+}
+
+/// Which kinds of secret `text` contains: the plaintext marker (raw or
+/// base64), an OpenBao token, a Transit ciphertext, or any of `extra`
+/// (e.g. the JWT). Returns kinds, never the secret values themselves.
+pub fn secrets_in(text: &str, extra: &[&str]) -> Vec<&'static str> {
+    let mut found = Vec::new();
+    if text.contains(PLAINTEXT_MARKER)
+        || base64_fragments(PLAINTEXT_MARKER)
+            .iter()
+            .any(|f| text.contains(f.as_str()))
+    {
+        found.push("plaintext");
+    }
+    if has_token_shape(text) {
+        found.push("openbao token");
+    }
+    if has_transit_ciphertext(text) {
+        found.push("transit ciphertext");
+    }
+    if extra.iter().any(|m| !m.is_empty() && text.contains(m)) {
+        found.push("test-specific secret");
+    }
+    found
+}
+
+#[cfg(test)]
+mod scanner_tests {
+    use super::*;
+    use base64::Engine as _;
+
+    #[test]
+    fn finds_each_kind_and_nothing_in_clean_text() {
+        assert!(secrets_in("status.probe ok vault:v1:<redacted 89 bytes>", &[]).is_empty());
+        assert_eq!(
+            secrets_in("x s.8LHm2HF0ruVo1v32MiJFk9t0 y", &[]),
+            ["openbao token"]
+        );
+        assert_eq!(
+            secrets_in("ct=vault:v12:abcdEFGH1234+/==", &[]),
+            ["transit ciphertext"]
+        );
+        for prefix in ["", "a", "ab"] {
+            let b64 = base64::engine::general_purpose::STANDARD
+                .encode(format!("{prefix}{PLAINTEXT_MARKER}xyz"));
+            assert_eq!(secrets_in(&b64, &[]), ["plaintext"], "{prefix:?}");
+        }
+        assert_eq!(
+            secrets_in("eyJhbGci", &["eyJhbGci"]),
+            ["test-specific secret"]
+        );
+    }
+}

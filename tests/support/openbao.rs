@@ -359,6 +359,22 @@ ui = false
     }
 
     /// Server stdout and stderr since the lab started (all restarts).
+    /// Paths of the requests OpenBao has served so far, in order (audit log).
+    pub fn audited_paths(&self) -> Vec<String> {
+        fs::read_to_string(self.dir.path().join("audit.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["type"] == "request")
+            .filter_map(|v| v["request"]["path"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// How many audited requests went to exactly `path`.
+    pub fn audited_count(&self, path: &str) -> usize {
+        self.audited_paths().iter().filter(|p| *p == path).count()
+    }
+
     /// Requests OpenBao has served so far, counted from its audit log.
     pub fn audited_requests(&self) -> usize {
         fs::read_to_string(self.dir.path().join("audit.log"))

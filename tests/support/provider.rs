@@ -33,6 +33,8 @@ pub struct Setup {
     pub max_staleness: &'static str,
     pub max_concurrent_decrypt: u32,
     pub log_level: &'static str,
+    pub login_before_expiry: &'static str,
+    pub renewal_increment: &'static str,
     pub jwt_claims: Claims,
 }
 
@@ -51,6 +53,8 @@ impl Setup {
             max_staleness: "3s",
             max_concurrent_decrypt: 64,
             log_level: "debug",
+            login_before_expiry: "5m",
+            renewal_increment: "1h",
             jwt_claims: Claims::valid_for(Duration::from_secs(3600)),
         }
     }
@@ -86,6 +90,8 @@ openbao:
   timeout: {timeout}
 auth:
   method: jwt
+  loginBeforeTokenExpiry: {login_before}
+  tokenRenewalIncrement: {renewal}
   jwt:
     source: file
     mountPath: {jwt_mount}
@@ -137,6 +143,8 @@ logging:
         stale = setup.max_staleness,
         state = state.display(),
         level = setup.log_level,
+        login_before = setup.login_before_expiry,
+        renewal = setup.renewal_increment,
     )
 }
 
@@ -290,10 +298,15 @@ impl Provider {
 }
 
 impl Drop for Provider {
+    /// Kills the process, then checks that nothing it wrote leaked a secret,
+    /// so every test that runs a provider also tests redaction.
     fn drop(&mut self) {
         if let Some(child) = self.child.as_mut() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if self.child.is_some() && !std::thread::panicking() {
+            self.assert_output_free_of(&[]);
         }
     }
 }
