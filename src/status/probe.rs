@@ -18,6 +18,13 @@ const KMS_CIPHERTEXT_LIMIT: usize = 1024;
 
 type ProbeError = (Reason, Option<ErrorClass>);
 
+/// Whether a probe honours an open circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Breakers {
+    Respect,
+    Ignore,
+}
+
 pub struct Prober {
     transit: Arc<Transit>,
     scope: Arc<Scope>,
@@ -53,12 +60,23 @@ impl Prober {
     /// Runs a metadata probe, then a deep probe if one is due. Returns the
     /// resulting unhealthy reasons (empty when healthy).
     pub async fn probe_cycle(&self, deep_due: bool) -> Vec<Reason> {
+        self.cycle(deep_due, Breakers::Respect).await
+    }
+
+    /// The bootstrap variant: both probes, ignoring open breakers. Bootstrap
+    /// already spaces its attempts by `retryInterval`; an open breaker would
+    /// only make it miss an OpenBao that came back within the grace period.
+    pub async fn bootstrap_cycle(&self) -> Vec<Reason> {
+        self.cycle(true, Breakers::Ignore).await
+    }
+
+    async fn cycle(&self, deep_due: bool, breakers: Breakers) -> Vec<Reason> {
         let _gate = self.gate.lock().await;
-        let metadata = self.metadata_probe().await;
+        let metadata = self.metadata_probe(breakers).await;
         self.log_probe("metadata", &metadata);
         let run_deep = (deep_due || self.cache.deep_required()) && !self.cache.encryption_blocked();
         if metadata.is_ok() && run_deep {
-            let deep = self.deep_probe().await;
+            let deep = self.deep_probe(breakers).await;
             self.log_probe("deep", &deep);
         }
         self.cache.reasons()
@@ -68,7 +86,7 @@ impl Prober {
     pub async fn deep_cycle(&self) {
         let _gate = self.gate.lock().await;
         if self.cache.registry().is_some() && !self.cache.encryption_blocked() {
-            let deep = self.deep_probe().await;
+            let deep = self.deep_probe(Breakers::Respect).await;
             self.log_probe("deep", &deep);
         }
     }
@@ -86,11 +104,12 @@ impl Prober {
         }
     }
 
-    fn breaker_allows(breaker: &Mutex<Breaker>) -> bool {
-        breaker
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .allows(Instant::now())
+    fn breaker_allows(breaker: &Mutex<Breaker>, breakers: Breakers) -> bool {
+        breakers == Breakers::Ignore
+            || breaker
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .allows(Instant::now())
     }
 
     fn breaker_record(breaker: &Mutex<Breaker>, success: bool) {
@@ -100,8 +119,8 @@ impl Prober {
             .record(success, Instant::now());
     }
 
-    async fn metadata_probe(&self) -> Result<(), ProbeError> {
-        if !Self::breaker_allows(&self.metadata_breaker) {
+    async fn metadata_probe(&self, breakers: Breakers) -> Result<(), ProbeError> {
+        if !Self::breaker_allows(&self.metadata_breaker, breakers) {
             self.cache.metadata_failed(Reason::CircuitBreakerOpen, None);
             return Err((Reason::CircuitBreakerOpen, None));
         }
@@ -161,8 +180,8 @@ impl Prober {
         }
     }
 
-    async fn deep_probe(&self) -> Result<(), ProbeError> {
-        let result = if Self::breaker_allows(&self.deep_breaker) {
+    async fn deep_probe(&self, breakers: Breakers) -> Result<(), ProbeError> {
+        let result = if Self::breaker_allows(&self.deep_breaker, breakers) {
             let result = self.encrypt_decrypt_round_trip().await;
             Self::breaker_record(&self.deep_breaker, result.is_ok());
             result

@@ -38,7 +38,7 @@ pub async fn bootstrap(
 ) -> Result<(), BootstrapError> {
     let deadline = Instant::now() + grace;
     loop {
-        let reasons = prober.probe_cycle(true).await;
+        let reasons = prober.bootstrap_cycle().await;
         if reasons.is_empty() {
             return Ok(());
         }
