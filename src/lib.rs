@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod diagnostics;
 pub mod encryption_config;
 pub mod identity;
 pub mod kms;

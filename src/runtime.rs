@@ -70,8 +70,20 @@ pub fn build_transit(config: &Config) -> Result<Arc<Transit>, ServeError> {
     };
     let http =
         HttpClient::new(&config.openbao.address, &config.openbao.namespace, &tls).map_err(fail)?;
+    let tokens = TokenManager::new(AuthApi::new(http.clone()), token_settings(config));
+    Ok(Arc::new(Transit::new(
+        http,
+        tokens,
+        &config.transit.mount_path,
+        &config.transit.key_name,
+        config.openbao.timeout,
+    )))
+}
+
+/// The token manager's settings for the JWT file source (`auth.*`).
+pub fn token_settings(config: &Config) -> TokenSettings {
     let jwt = &config.auth.jwt;
-    let settings = TokenSettings {
+    TokenSettings {
         jwt_mount: jwt.mount_path.clone(),
         jwt_role: jwt.role.clone(),
         jwt_file: jwt.jwt_file.clone(),
@@ -85,15 +97,7 @@ pub fn build_transit(config: &Config) -> Result<Arc<Transit>, ServeError> {
         login_before_expiry: config.auth.login_before_token_expiry,
         renewal_increment: config.auth.token_renewal_increment,
         login_timeout: config.effective_login_timeout(),
-    };
-    let tokens = TokenManager::new(AuthApi::new(http.clone()), settings);
-    Ok(Arc::new(Transit::new(
-        http,
-        tokens,
-        &config.transit.mount_path,
-        &config.transit.key_name,
-        config.openbao.timeout,
-    )))
+    }
 }
 
 /// Resolves on the first SIGTERM or SIGINT.

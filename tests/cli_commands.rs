@@ -212,3 +212,30 @@ fn every_command_rejects_positional_arguments() {
     assert_eq!(run(&["stray"]).status.code(), Some(2));
     assert_eq!(run(&["--no-such-flag"]).status.code(), Some(2));
 }
+
+#[test]
+fn output_is_validated_before_any_work() {
+    // The config does not exist: a usage error must win over a config error,
+    // and no check may run.
+    for command in [&["doctor"][..], &["probe"]] {
+        let mut args = command.to_vec();
+        args.extend(["--config", "/nonexistent/config.yaml", "--output", "yaml"]);
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty());
+        assert_eq!(text(&out.stderr), "error: --output must be text or json\n");
+    }
+    // Trimmed and case-insensitive.
+    let out = run(&[
+        "doctor",
+        "--config",
+        "/nonexistent/c.yaml",
+        "--output",
+        " JSON ",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["name"], "doctor");
+    assert_eq!(report["checks"][0]["id"], "config.load");
+    assert_eq!(report["checks"][0]["status"], "fail");
+}

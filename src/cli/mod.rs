@@ -2,6 +2,7 @@
 //! (0 ok, 1 unclassified, 2 usage, 3 config, 4 check failed, 5 runtime).
 
 mod config_cmd;
+mod doctor;
 mod policy;
 mod probe;
 mod report;
@@ -45,6 +46,15 @@ struct Cli {
 enum Command {
     /// Serve KMS v2 on the Unix socket until SIGTERM/SIGINT
     Serve,
+    /// Check config, credentials, OpenBao policy, the Transit key and the KMS path
+    Doctor {
+        /// kube-apiserver EncryptionConfiguration to check against the config
+        #[arg(long, value_name = "PATH")]
+        encryption_config: Option<PathBuf>,
+        /// Report format: text or json
+        #[arg(long, default_value = "text")]
+        output: String,
+    },
     /// Check a running provider through its socket (Status, Encrypt, Decrypt)
     Probe {
         /// Provider socket
@@ -209,6 +219,30 @@ fn execute(cli: Cli) -> Result<(), Failure> {
             runtime()?
                 .block_on(crate::runtime::serve(config))
                 .map_err(|e| Failure::new(EXIT_RUNTIME, e.to_string()))
+        }
+        Command::Doctor {
+            encryption_config,
+            output,
+        } => {
+            let format = OutputFormat::parse(output).map_err(|m| Failure::new(EXIT_USAGE, m))?;
+            let env = ProcessEnv;
+            let path = config::config_path(cli.config.as_deref(), &env);
+            let overrides = overrides(&cli);
+            let outcome = runtime()?.block_on(doctor::run(doctor::DoctorArgs {
+                config_path: &path,
+                overrides: &overrides,
+                env: &env,
+                encryption_config: encryption_config.as_deref(),
+            }));
+            write_stdout(&outcome.report.render(format))?;
+            match outcome.exit {
+                EXIT_OK => Ok(()),
+                EXIT_CONFIG => Err(Failure::new(
+                    EXIT_CONFIG,
+                    "doctor: configuration is invalid",
+                )),
+                code => Err(Failure::new(code, "doctor checks failed")),
+            }
         }
         Command::Probe {
             socket,

@@ -55,10 +55,40 @@ pub fn load_file(
     env: &dyn Env,
     fs: FsChecks,
 ) -> Result<Config, ConfigError> {
+    load_file_staged(path, overrides, env, fs).map_err(|(_, e)| e)
+}
+
+/// Which part of loading failed, for `doctor`'s separate `config.load` and
+/// `config.validate` checks. The problems are the same either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadStage {
+    /// Unreadable, not YAML, unknown keys, wrong types, no `configVersion`.
+    Load,
+    /// Values, relationships and (when asked) the host filesystem.
+    Validate,
+}
+
+/// [`load_file`], also telling which stage failed.
+pub fn load_file_staged(
+    path: &Path,
+    overrides: &Overrides,
+    env: &dyn Env,
+    fs: FsChecks,
+) -> Result<Config, (LoadStage, ConfigError)> {
     let bytes = match read_capped(path) {
         Ok(Some(bytes)) => bytes,
-        Ok(None) => return Err(single("config", "must not be larger than 1 MiB")),
-        Err(_) => return Err(single("config", "must exist and be readable")),
+        Ok(None) => {
+            return Err((
+                LoadStage::Load,
+                single("config", "must not be larger than 1 MiB"),
+            ));
+        }
+        Err(_) => {
+            return Err((
+                LoadStage::Load,
+                single("config", "must exist and be readable"),
+            ));
+        }
     };
     let fs_checks_for = (fs == FsChecks::Check).then_some(path);
     load(&bytes, overrides, env, fs_checks_for)
@@ -66,7 +96,7 @@ pub fn load_file(
 
 /// Validates in-memory YAML; no filesystem checks.
 pub fn load_str(yaml: &str, overrides: &Overrides, env: &dyn Env) -> Result<Config, ConfigError> {
-    load(yaml.as_bytes(), overrides, env, None)
+    load(yaml.as_bytes(), overrides, env, None).map_err(|(_, e)| e)
 }
 
 /// Runs filesystem checks only when given the config file's path.
@@ -75,21 +105,29 @@ fn load(
     overrides: &Overrides,
     env: &dyn Env,
     fs_checks_for: Option<&Path>,
-) -> Result<Config, ConfigError> {
+) -> Result<Config, (LoadStage, ConfigError)> {
+    let load_error = |message| (LoadStage::Load, single("config", message));
     // The parser's error text can quote the document, so it is dropped.
     let Ok(doc) = serde_norway::from_slice::<serde_norway::Value>(bytes) else {
-        return Err(single("config", "must be a readable YAML document"));
+        return Err(load_error("must be a readable YAML document"));
     };
     let root = match &doc {
         serde_norway::Value::Mapping(map) => Some(map),
         serde_norway::Value::Null => None,
-        _ => return Err(single("config", "must be a YAML mapping")),
+        _ => return Err(load_error("must be a YAML mapping")),
     };
     let mut walk = yaml::Walk::new();
     let mut raw = raw::decode(root, &mut walk);
     env::apply(&mut raw, overrides, env);
 
     let mut problems = walk.into_problems();
+    // Decoding problems and a missing configVersion are load failures in
+    // the reference; everything after is validation.
+    let stage = if problems.is_empty() && raw.config_version.is_some() {
+        LoadStage::Validate
+    } else {
+        LoadStage::Load
+    };
     // A field that could not be decoded already has its problem; its default
     // would only add a misleading second one ("is required").
     let undecodable: BTreeSet<String> = problems.iter().map(|p| p.field.clone()).collect();
@@ -104,7 +142,7 @@ fn load(
     if problems.is_empty() {
         Ok(validate::build(raw))
     } else {
-        Err(ConfigError { problems })
+        Err((stage, ConfigError { problems }))
     }
 }
 

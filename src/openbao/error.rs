@@ -14,6 +14,7 @@ pub enum Operation {
     TransitDisableUpsertRead,
     TransitEncrypt,
     TransitDecrypt,
+    CapabilitiesSelf,
 }
 
 impl Operation {
@@ -25,6 +26,7 @@ impl Operation {
             Self::TransitDisableUpsertRead => "transit_disable_upsert_read",
             Self::TransitEncrypt => "transit_encrypt",
             Self::TransitDecrypt => "transit_decrypt",
+            Self::CapabilitiesSelf => "capabilities_self",
         }
     }
 
@@ -36,6 +38,7 @@ impl Operation {
             Self::TransitDisableUpsertRead => "transit disable_upsert read",
             Self::TransitEncrypt => "transit encrypt",
             Self::TransitDecrypt => "transit decrypt",
+            Self::CapabilitiesSelf => "capabilities self",
         }
     }
 }

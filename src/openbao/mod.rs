@@ -6,9 +6,11 @@
 mod auth_api;
 mod error;
 mod http;
+mod sys;
 mod transit;
 
 pub use auth_api::{AuthApi, AuthGrant};
 pub use error::{ErrorClass, OpenBaoError, Operation};
 pub use http::{Call, HttpClient, TlsSettings};
+pub use sys::{Capabilities, capabilities_self};
 pub use transit::{KeyMetadata, Transit};

@@ -1,0 +1,563 @@
+//! `doctor`: the pre-flight checks an operator runs before (and after)
+//! enabling encryption — sixteen checks with stable ids, in the reference's
+//! order (spec CLI §2.2 `doctor`).
+//!
+//! Doctor reads the config with host checks, the JWT, and optionally the
+//! apiserver's EncryptionConfiguration; it logs in, asks OpenBao what the
+//! token may do, reads the key, runs one encrypt/decrypt round trip and the
+//! real KMS service in memory. It never writes state and never touches the
+//! running provider's socket. Messages name checks and error classes, never
+//! a path, key name, claim value or token.
+
+use super::report::{CheckStatus, Report};
+use super::{EXIT_CHECK_FAILED, EXIT_CONFIG, EXIT_OK};
+use crate::auth::{TokenManager, read_jwt_file, validate_claims};
+use crate::config::{
+    AuthMethod, Config, Env, FsChecks, JwtSource, LoadStage, Overrides, load_file_staged,
+};
+use crate::diagnostics::{CapabilityPaths, check_capabilities, profile_findings, render_findings};
+use crate::encryption_config::{self as encryption, Expected, IdentityFallback};
+use crate::identity::{KeyId, hash_value};
+use crate::kms::proto::key_management_service_server::KeyManagementService as _;
+use crate::kms::proto::{EncryptRequest, StatusRequest};
+use crate::kms::{KmsService, Limits, resolve_group};
+use crate::openbao::{AuthApi, HttpClient, KeyMetadata, TlsSettings, Transit, capabilities_self};
+use crate::registry::Registry;
+use crate::runtime::{scope_of, token_settings};
+use crate::status::{Prober, StatusCache};
+use ring::rand::SecureRandom as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// AAD of doctor's Transit round trip; distinct from the provider's probes.
+const DOCTOR_PROBE_AAD: &[u8] = b"openbao-kubernetes-kms/doctor-probe/v1";
+
+const AUTH_ID: &str = "openbao.auth";
+
+/// What doctor was asked to look at.
+pub struct DoctorArgs<'a> {
+    pub config_path: &'a Path,
+    pub overrides: &'a Overrides,
+    pub env: &'a dyn Env,
+    pub encryption_config: Option<&'a Path>,
+}
+
+/// The report and the exit code it implies (0, 3 or 4).
+pub struct Outcome {
+    pub report: Report,
+    pub exit: u8,
+}
+
+impl Outcome {
+    fn finish(report: Report) -> Self {
+        let exit = if report.failed() {
+            EXIT_CHECK_FAILED
+        } else {
+            EXIT_OK
+        };
+        Self { report, exit }
+    }
+}
+
+fn auth_title(config: &Config) -> &'static str {
+    match config.auth.method {
+        AuthMethod::Jwt => "OpenBao JWT login",
+        AuthMethod::Cert => "OpenBao cert login",
+    }
+}
+
+/// Runs every check that applies and returns the report.
+pub async fn run(args: DoctorArgs<'_>) -> Outcome {
+    let mut report = Report::new("doctor");
+    let config = match load_file_staged(args.config_path, args.overrides, args.env, FsChecks::Check)
+    {
+        Ok(config) => config,
+        Err((stage, error)) => {
+            let message = error.to_string();
+            if stage == LoadStage::Load {
+                report.push("config.load", "Config load", CheckStatus::Fail, message);
+            } else {
+                report.push("config.load", "Config load", CheckStatus::Pass, "");
+                report.push(
+                    "config.validate",
+                    "Config validation",
+                    CheckStatus::Fail,
+                    message,
+                );
+                report.push(
+                    AUTH_ID,
+                    "OpenBao login",
+                    CheckStatus::Skip,
+                    "config validation failed",
+                );
+            }
+            return Outcome {
+                report,
+                exit: EXIT_CONFIG,
+            };
+        }
+    };
+    report.push("config.load", "Config load", CheckStatus::Pass, "");
+    report.push(
+        "config.validate",
+        "Config validation",
+        CheckStatus::Pass,
+        "",
+    );
+    socket_group(&mut report, &config);
+    let local_auth_ok = local_auth(&mut report, &config);
+    encryption_config_check(&mut report, &config, args.encryption_config);
+    if !local_auth_ok {
+        report.push(
+            AUTH_ID,
+            auth_title(&config),
+            CheckStatus::Skip,
+            "local auth validation failed",
+        );
+        return Outcome::finish(report);
+    }
+    remote_checks(&mut report, &config).await;
+    Outcome::finish(report)
+}
+
+fn socket_group(report: &mut Report, config: &Config) {
+    let (status, message) = match resolve_group(&config.server.socket_group) {
+        Ok(_) => (CheckStatus::Pass, "resolves on this host"),
+        Err(_) => (CheckStatus::Fail, "group does not resolve on this host"),
+    };
+    report.push("socket.group", "Socket group", status, message);
+}
+
+/// Check 4: the credential, read and checked exactly as a login would.
+/// Returns whether it is usable.
+fn local_auth(report: &mut Report, config: &Config) -> bool {
+    match (config.auth.method, config.auth.jwt.source) {
+        (AuthMethod::Jwt, JwtSource::File) => {
+            let checks = token_settings(config).jwt_checks;
+            let result = read_jwt_file(&config.auth.jwt.jwt_file)
+                .and_then(|jwt| validate_claims(&jwt, &checks, unix_now()));
+            match result {
+                Ok(_) => {
+                    report.push(
+                        "jwt.local",
+                        "JWT file",
+                        CheckStatus::Pass,
+                        "readable and locally valid",
+                    );
+                    true
+                }
+                Err(e) => {
+                    report.push("jwt.local", "JWT file", CheckStatus::Fail, e.to_string());
+                    false
+                }
+            }
+        }
+        (AuthMethod::Jwt, JwtSource::OAuth2) => {
+            report.push(
+                "oauth2.local",
+                "OAuth 2.0 client credential",
+                CheckStatus::Fail,
+                "auth.jwt.source oauth2 is not available in this build",
+            );
+            false
+        }
+        (AuthMethod::Cert, _) => {
+            report.push(
+                "auth.cert.pkcs11",
+                "PKCS#11 certificate source",
+                CheckStatus::Fail,
+                "auth.method cert requires a certauth build variant",
+            );
+            for (id, title) in [
+                ("auth.cert.local", "Certificate identity"),
+                ("auth.cert.signer", "Certificate signer"),
+            ] {
+                report.push(
+                    id,
+                    title,
+                    CheckStatus::Skip,
+                    "PKCS#11 certificate source failed",
+                );
+            }
+            false
+        }
+    }
+}
+
+fn encryption_config_check(report: &mut Report, config: &Config, path: Option<&Path>) {
+    const ID: &str = "kubernetes.encryption_config";
+    const TITLE: &str = "EncryptionConfiguration";
+    let Some(path) = path else {
+        report.push(
+            ID,
+            TITLE,
+            CheckStatus::Skip,
+            "no --encryption-config path supplied",
+        );
+        return;
+    };
+    let Some(expected) = Expected::from_config(config) else {
+        report.push(
+            ID,
+            TITLE,
+            CheckStatus::Fail,
+            "server.socketPath is not valid UTF-8",
+        );
+        return;
+    };
+    let result = encryption::read(path)
+        .and_then(|file| encryption::check(&file, expected, IdentityFallback::Allow));
+    match result {
+        Ok(findings) if findings.identity_fallback => report.push(
+            ID,
+            TITLE,
+            CheckStatus::Warn,
+            "identity fallback remains configured",
+        ),
+        Ok(_) => report.push(
+            ID,
+            TITLE,
+            CheckStatus::Pass,
+            "KMS v2 provider matches local config",
+        ),
+        Err(e) => report.push(ID, TITLE, CheckStatus::Fail, e.to_string()),
+    }
+}
+
+/// Checks 7–16: everything that talks to OpenBao.
+async fn remote_checks(report: &mut Report, config: &Config) {
+    let tls = TlsSettings {
+        ca_cert_file: &config.openbao.ca_cert_file,
+        server_name: &config.openbao.tls_server_name,
+    };
+    let http = match HttpClient::new(&config.openbao.address, &config.openbao.namespace, &tls) {
+        Ok(http) => {
+            report.push(
+                "openbao.tls",
+                "OpenBao TLS config",
+                CheckStatus::Pass,
+                "CA bundle and server name loaded",
+            );
+            http
+        }
+        Err(e) => {
+            report.push(
+                "openbao.tls",
+                "OpenBao TLS config",
+                CheckStatus::Fail,
+                e.to_string(),
+            );
+            report.push(
+                AUTH_ID,
+                auth_title(config),
+                CheckStatus::Skip,
+                "TLS configuration failed",
+            );
+            return;
+        }
+    };
+
+    // A fresh manager: its first token() is a forced login with the JWT
+    // re-read and re-checked, exactly as the provider would log in.
+    let tokens = TokenManager::new(AuthApi::new(http.clone()), token_settings(config));
+    let token = match tokens.token().await {
+        Ok(token) => {
+            report.push(
+                AUTH_ID,
+                auth_title(config),
+                CheckStatus::Pass,
+                "authenticated with configured JWT role",
+            );
+            token
+        }
+        Err(e) => {
+            report.push(
+                AUTH_ID,
+                auth_title(config),
+                CheckStatus::Fail,
+                e.to_string(),
+            );
+            return;
+        }
+    };
+
+    let paths = CapabilityPaths::new(&config.transit.mount_path, &config.transit.key_name);
+    let capabilities = capabilities_self(&http, &token, &paths.all(), config.openbao.timeout).await;
+    drop(token);
+    let (status, message) = match capabilities {
+        Ok(caps) => match check_capabilities(&paths, &caps) {
+            Ok(()) => (
+                CheckStatus::Pass,
+                "least-privilege hot-path capabilities".to_owned(),
+            ),
+            Err(message) => (CheckStatus::Fail, message.to_owned()),
+        },
+        Err(e) => (CheckStatus::Fail, e.to_string()),
+    };
+    report.push(
+        "transit.capabilities",
+        "Transit policy capabilities",
+        status,
+        message,
+    );
+
+    let transit = Arc::new(Transit::new(
+        http,
+        tokens,
+        &config.transit.mount_path,
+        &config.transit.key_name,
+        config.openbao.timeout,
+    ));
+    let meta = match transit.read_key().await {
+        Ok(meta) => {
+            report.push(
+                "transit.metadata",
+                "Transit metadata",
+                CheckStatus::Pass,
+                format!("latest version {}", meta.latest_version),
+            );
+            meta
+        }
+        Err(e) => {
+            report.push(
+                "transit.metadata",
+                "Transit metadata",
+                CheckStatus::Fail,
+                e.to_string(),
+            );
+            return;
+        }
+    };
+
+    let findings = profile_findings(&meta);
+    let profile_safe = findings.is_empty();
+    if profile_safe {
+        report.push(
+            "transit.profile",
+            "Transit key profile",
+            CheckStatus::Pass,
+            "aes256-gcm96; not exportable; no plaintext backup; deletion not allowed",
+        );
+    } else {
+        report.push(
+            "transit.profile",
+            "Transit key profile",
+            CheckStatus::Fail,
+            render_findings(&findings),
+        );
+    }
+
+    let (status, message) = match transit.disable_upsert().await {
+        Ok(true) => (
+            CheckStatus::Pass,
+            "implicit key creation disabled".to_owned(),
+        ),
+        Ok(false) => (
+            CheckStatus::Fail,
+            "mount allows implicit key creation".to_owned(),
+        ),
+        Err(e) => (CheckStatus::Fail, e.to_string()),
+    };
+    report.push(
+        "transit.disable_upsert",
+        "Transit disable_upsert",
+        status,
+        message,
+    );
+
+    if !profile_safe {
+        for (id, title) in [
+            ("transit.probe", "Transit probe"),
+            ("key_id.deterministic", "Key ID determinism"),
+            ("kms.status_encrypt", "Status/encrypt consistency"),
+        ] {
+            report.push(id, title, CheckStatus::Skip, "Transit key profile failed");
+        }
+        return;
+    }
+    transit_probe(report, &transit, &meta).await;
+    let Some(key_id) = key_id_check(report, config, &meta) else {
+        report.push(
+            "kms.status_encrypt",
+            "Status/encrypt consistency",
+            CheckStatus::Skip,
+            "Key ID determinism failed",
+        );
+        return;
+    };
+    status_encrypt_check(report, config, transit, &key_id).await;
+}
+
+/// Check 14: encrypt 32 random bytes with the explicit latest version, decrypt, compare.
+async fn transit_probe(report: &mut Report, transit: &Transit, meta: &KeyMetadata) {
+    const ID: &str = "transit.probe";
+    const TITLE: &str = "Transit probe";
+    let mut plaintext = zeroize::Zeroizing::new([0u8; 32]);
+    if ring::rand::SystemRandom::new()
+        .fill(plaintext.as_mut())
+        .is_err()
+    {
+        report.push(ID, TITLE, CheckStatus::Fail, "random source unavailable");
+        return;
+    }
+    let Ok(version) = u64::try_from(meta.latest_version) else {
+        report.push(
+            ID,
+            TITLE,
+            CheckStatus::Fail,
+            "latest version is not positive",
+        );
+        return;
+    };
+    let result = match transit
+        .encrypt(plaintext.as_ref(), DOCTOR_PROBE_AAD, version)
+        .await
+    {
+        Ok(ciphertext) => transit
+            .decrypt(ciphertext.expose(), DOCTOR_PROBE_AAD)
+            .await
+            .map(|clear| clear.expose() == plaintext.as_ref()),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(true) => report.push(
+            ID,
+            TITLE,
+            CheckStatus::Pass,
+            format!("encrypt/decrypt round trip with key version {version}"),
+        ),
+        Ok(false) => report.push(ID, TITLE, CheckStatus::Fail, "decrypted bytes differ"),
+        Err(e) => report.push(ID, TITLE, CheckStatus::Fail, e.to_string()),
+    }
+}
+
+/// Check 15: the active key_id derived twice from the same metadata must
+/// agree (every node derives it independently). Returns it on success.
+fn key_id_check(report: &mut Report, config: &Config, meta: &KeyMetadata) -> Option<KeyId> {
+    const ID: &str = "key_id.deterministic";
+    const TITLE: &str = "Key ID determinism";
+    let scope = Arc::new(scope_of(config));
+    let derive = || Registry::bootstrap(&scope, meta).map(|r| r.active().key_id.clone());
+    match (derive(), derive()) {
+        (Ok(first), Ok(second)) if first == second => {
+            report.push(
+                ID,
+                TITLE,
+                CheckStatus::Pass,
+                format!("active key_id hash {}", hash_value(first.as_str())),
+            );
+            Some(first)
+        }
+        (Ok(_), Ok(_)) => {
+            report.push(ID, TITLE, CheckStatus::Fail, "derived key_ids differ");
+            None
+        }
+        (Err(reason), _) | (_, Err(reason)) => {
+            report.push(
+                ID,
+                TITLE,
+                CheckStatus::Fail,
+                format!("cannot derive the active key_id: {reason}"),
+            );
+            None
+        }
+    }
+}
+
+/// Check 16: the real KMS service, in memory (no socket), on a status cache
+/// filled by the real bootstrap probes: Status must report the key_id that
+/// Encrypt then returns, and the one check 15 derived.
+async fn status_encrypt_check(
+    report: &mut Report,
+    config: &Config,
+    transit: Arc<Transit>,
+    derived: &KeyId,
+) {
+    const ID: &str = "kms.status_encrypt";
+    const TITLE: &str = "Status/encrypt consistency";
+    let cache = Arc::new(StatusCache::new(config.status.status_max_staleness));
+    let prober = Prober::new(
+        Arc::clone(&transit),
+        Arc::new(scope_of(config)),
+        Arc::clone(&cache),
+        config.rotation.reject_version_rollback,
+    );
+    let reasons = prober.bootstrap_cycle().await;
+    if !reasons.is_empty() {
+        let reasons: Vec<&str> = reasons.iter().map(|r| r.as_str()).collect();
+        report.push(
+            ID,
+            TITLE,
+            CheckStatus::Fail,
+            format!("provider would not become healthy: {}", reasons.join(", ")),
+        );
+        return;
+    }
+    let service = KmsService::new(cache, transit, Limits::new(1, 1, 1), config.openbao.timeout);
+    let status = match service.status(tonic::Request::new(StatusRequest {})).await {
+        Ok(r) => r.into_inner(),
+        Err(e) => {
+            report.push(
+                ID,
+                TITLE,
+                CheckStatus::Fail,
+                format!("Status failed: {:?}", e.code()),
+            );
+            return;
+        }
+    };
+    if status.healthz != "ok" {
+        report.push(ID, TITLE, CheckStatus::Fail, "Status is not healthy");
+        return;
+    }
+    let mut seed = zeroize::Zeroizing::new(vec![0u8; 32]);
+    if ring::rand::SystemRandom::new().fill(&mut seed).is_err() {
+        report.push(ID, TITLE, CheckStatus::Fail, "random source unavailable");
+        return;
+    }
+    let request = EncryptRequest {
+        plaintext: seed.to_vec(),
+        uid: "doctor-status-encrypt".to_owned(),
+    };
+    let encrypted = match service.encrypt(tonic::Request::new(request)).await {
+        Ok(r) => r.into_inner(),
+        Err(e) => {
+            report.push(
+                ID,
+                TITLE,
+                CheckStatus::Fail,
+                format!("Encrypt failed: {:?}", e.code()),
+            );
+            return;
+        }
+    };
+    if status.key_id != encrypted.key_id {
+        report.push(
+            ID,
+            TITLE,
+            CheckStatus::Fail,
+            "Status and Encrypt report different key_ids",
+        );
+    } else if status.key_id != derived.as_str() {
+        report.push(
+            ID,
+            TITLE,
+            CheckStatus::Fail,
+            "Status key_id differs from the derived key_id",
+        );
+    } else {
+        report.push(
+            ID,
+            TITLE,
+            CheckStatus::Pass,
+            "Status and Encrypt agree on the active key_id",
+        );
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,10 @@
+//! Pure evaluations behind the operator checks (`doctor`, and `verify-key`
+//! later): the Transit key profile findings (spec config §5.2) and the
+//! capability check of a token's policy (§5.3). They take what OpenBao
+//! answered and return bounded messages that never name a path or key.
+
+mod capabilities;
+mod key_profile;
+
+pub use capabilities::{CapabilityPaths, check_capabilities};
+pub use key_profile::{Impact, ProfileFinding, profile_findings, render_findings};

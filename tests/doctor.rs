@@ -1,0 +1,420 @@
+//! `doctor` against real OpenBao: it passes on a correctly set-up lab and,
+//! on each broken setup, fails the right check with exit 4 (exit 3 for a
+//! config problem). Every run's output is scanned for secrets, the raw key
+//! name and the private paths.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use serde_json::Value;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use support::jwt::{Claims, now_unix};
+use support::openbao::{KEY_NAME, Lab, POLICY, TRANSIT_MOUNT};
+use support::provider::{BIN, Provider, Setup};
+use support::secrets_in;
+use support::tmp::TempDir;
+
+/// Check ids of a JWT-file config, in the order doctor must report them.
+const JWT_FILE_IDS: [&str; 14] = [
+    "config.load",
+    "config.validate",
+    "socket.group",
+    "jwt.local",
+    "kubernetes.encryption_config",
+    "openbao.tls",
+    "openbao.auth",
+    "transit.capabilities",
+    "transit.metadata",
+    "transit.profile",
+    "transit.disable_upsert",
+    "transit.probe",
+    "key_id.deterministic",
+    "kms.status_encrypt",
+];
+
+struct Run {
+    code: Option<i32>,
+    report: Value,
+}
+
+impl Run {
+    fn check(&self, id: &str) -> (String, String) {
+        let check = self.report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("no check {id} in {:#}", self.report));
+        (
+            check["status"].as_str().unwrap().to_owned(),
+            check["message"].as_str().unwrap_or("").to_owned(),
+        )
+    }
+
+    fn ids(&self) -> Vec<String> {
+        self.report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn failed(&self) -> Vec<String> {
+        self.report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["status"] == "fail")
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+/// Runs `doctor --output json` (plus `extra`) and scans everything it wrote.
+fn doctor(lab: &Lab, provider: &Provider, extra: &[&str]) -> Run {
+    let out = Command::new(BIN)
+        .args(["doctor", "--output", "json", "--config"])
+        .arg(&provider.config)
+        .args(extra)
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_no_leak(lab, provider, &format!("{stdout}{stderr}"));
+    assert!(stderr.lines().count() <= 1, "one-line errors: {stderr}");
+    let report: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("doctor did not print JSON ({e}): {stdout}\n{stderr}"));
+    Run {
+        code: out.status.code(),
+        report,
+    }
+}
+
+fn assert_no_leak(lab: &Lab, provider: &Provider, output: &str) {
+    let jwt = fs::read_to_string(&provider.jwt).unwrap_or_default();
+    let private = [
+        jwt.trim(),
+        lab.root_token(),
+        KEY_NAME,
+        provider.files_dir().to_str().unwrap(),
+        provider.socket_dir.path().to_str().unwrap(),
+        lab.dir().to_str().unwrap(),
+    ];
+    let found = secrets_in(output, &private);
+    assert!(found.is_empty(), "doctor output leaks {found:?}");
+}
+
+fn chmod(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Points `provider`'s config at another Transit key.
+fn use_key(provider: &Provider, key: &str) {
+    let text = fs::read_to_string(&provider.config).unwrap();
+    let text = text.replace(
+        &format!("keyName: {KEY_NAME}\n"),
+        &format!("keyName: {key}\n"),
+    );
+    fs::write(&provider.config, text).unwrap();
+}
+
+/// The policy `policy openbao` prints for `provider`'s config.
+fn printed_policy(provider: &Provider, extra: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(["policy", "openbao", "--config"])
+        .arg(&provider.config)
+        .args(extra)
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn write_policy(lab: &Lab, hcl: &str) {
+    let file = lab.dir().join("doctor-policy.hcl");
+    fs::write(&file, hcl).unwrap();
+    lab.bao_ok(&["policy", "write", POLICY, file.to_str().unwrap()]);
+}
+
+#[test]
+fn doctor_passes_on_a_correct_lab_and_names_each_broken_transit_setup() {
+    let lab = Lab::start();
+    let provider = Provider::prepare(&lab, &Setup::new(&lab));
+    // The lab's policy is the one `policy openbao` prints: install ours.
+    write_policy(&lab, &printed_policy(&provider, &[]));
+
+    let run = doctor(&lab, &provider, &[]);
+    assert_eq!(run.code, Some(0), "{:#}", run.report);
+    assert_eq!(run.report["name"], "doctor");
+    assert_eq!(run.ids(), JWT_FILE_IDS);
+    assert_eq!(
+        run.check("kubernetes.encryption_config"),
+        ("skip".into(), "no --encryption-config path supplied".into())
+    );
+    assert_eq!(
+        run.check("jwt.local"),
+        ("pass".into(), "readable and locally valid".into())
+    );
+    let (status, message) = run.check("key_id.deterministic");
+    assert_eq!(status, "pass");
+    assert!(message.starts_with("active key_id hash "), "{message}");
+    for check in run.report["checks"].as_array().unwrap() {
+        assert!(check["title"].as_str().is_some_and(|t| !t.is_empty()));
+        if check["message"].is_null() {
+            assert!(check.as_object().unwrap().get("message").is_none());
+        }
+    }
+
+    // The EncryptionConfiguration init writes: identity fallback is a warning.
+    let enc = provider.files_dir().join("encryption-config.yaml");
+    let socket = provider.socket.to_str().unwrap();
+    let good = format!(
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers:\n      - kms:\n          apiVersion: v2\n          name: openbao-kms-workload-a\n          endpoint: unix://{socket}\n          timeout: 3s\n"
+    );
+    fs::write(&enc, &good).unwrap();
+    let enc_arg = ["--encryption-config", enc.to_str().unwrap()];
+    let run = doctor(&lab, &provider, &enc_arg);
+    assert_eq!(run.code, Some(0));
+    assert_eq!(
+        run.check("kubernetes.encryption_config"),
+        ("pass".into(), "KMS v2 provider matches local config".into())
+    );
+    fs::write(&enc, format!("{good}      - identity: {{}}\n")).unwrap();
+    let run = doctor(&lab, &provider, &enc_arg);
+    assert_eq!(run.code, Some(0), "a warning does not fail doctor");
+    assert_eq!(
+        run.check("kubernetes.encryption_config"),
+        ("warn".into(), "identity fallback remains configured".into())
+    );
+    fs::write(&enc, good.replace("kms.sock", "other.sock")).unwrap();
+    let run = doctor(&lab, &provider, &enc_arg);
+    assert_eq!(run.code, Some(4));
+    assert_eq!(run.failed(), ["kubernetes.encryption_config"]);
+    assert!(
+        run.check("kubernetes.encryption_config")
+            .1
+            .contains("must match server.socketPath")
+    );
+
+    // Mount allows implicit key creation.
+    let upsert = format!("{TRANSIT_MOUNT}/config/keys");
+    lab.bao_ok(&["write", &upsert, "disable_upsert=false"]);
+    let run = doctor(&lab, &provider, &[]);
+    assert_eq!(run.code, Some(4));
+    // The in-memory provider refuses to become healthy for the same reason.
+    assert_eq!(
+        run.failed(),
+        ["transit.disable_upsert", "kms.status_encrypt"]
+    );
+    assert_eq!(
+        run.check("transit.disable_upsert").1,
+        "mount allows implicit key creation"
+    );
+    assert!(run.check("kms.status_encrypt").1.contains("upsert_allowed"));
+    lab.bao_ok(&["write", &upsert, "disable_upsert=true"]);
+
+    // A policy without decrypt.
+    let full_policy = printed_policy(&provider, &[]);
+    let without_decrypt: String = full_policy
+        .split("\n\n")
+        .filter(|stanza| !stanza.contains("/decrypt/"))
+        .map(|stanza| format!("{stanza}\n\n"))
+        .collect();
+    write_policy(&lab, &without_decrypt);
+    let run = doctor(&lab, &provider, &[]);
+    assert_eq!(run.code, Some(4));
+    assert_eq!(
+        run.check("transit.capabilities"),
+        ("fail".into(), "decrypt update capability is missing".into())
+    );
+    // A policy that may also rotate the key.
+    let rotate = format!(
+        "{full_policy}path \"{TRANSIT_MOUNT}/keys/{KEY_NAME}/rotate\" {{\n  capabilities = [\"update\"]\n}}\n"
+    );
+    write_policy(&lab, &rotate);
+    let run = doctor(&lab, &provider, &[]);
+    assert_eq!(run.code, Some(4));
+    assert_eq!(run.failed(), ["transit.capabilities"]);
+    assert_eq!(
+        run.check("transit.capabilities").1,
+        "token can perform non-hot-path key management"
+    );
+
+    // Unsafe key profiles, each on its own key that the policy covers.
+    let cases: [(&str, &[&str], &str); 3] = [
+        (
+            "exportable",
+            &["exportable=true"],
+            "blocking/cryptographic_safety: key material export is enabled",
+        ),
+        (
+            "backup",
+            &["allow_plaintext_backup=true"],
+            "blocking/cryptographic_safety: plaintext backup is enabled",
+        ),
+        (
+            "deletable",
+            &[],
+            "blocking/api_server_availability: key deletion is allowed",
+        ),
+    ];
+    let mut policy = full_policy.clone();
+    for (suffix, create_args, finding) in cases {
+        let key = format!("{KEY_NAME}-{suffix}");
+        let key_path = format!("{TRANSIT_MOUNT}/keys/{key}");
+        let mut args = vec!["write", "-f", key_path.as_str(), "type=aes256-gcm96"];
+        args.extend_from_slice(create_args);
+        lab.bao_ok(&args);
+        if suffix == "deletable" {
+            lab.bao_ok(&[
+                "write",
+                &format!("{key_path}/config"),
+                "deletion_allowed=true",
+            ]);
+        }
+        use_key(&provider, &key);
+        policy.push_str(&printed_policy(
+            &provider,
+            &["--include-token-renewal=false"],
+        ));
+        write_policy(&lab, &policy);
+        let run = doctor(&lab, &provider, &[]);
+        assert_eq!(run.code, Some(4), "{suffix}: {:#}", run.report);
+        assert_eq!(run.failed(), ["transit.profile"], "{suffix}");
+        assert_eq!(run.check("transit.profile").1, finding);
+        for id in [
+            "transit.probe",
+            "key_id.deterministic",
+            "kms.status_encrypt",
+        ] {
+            assert_eq!(
+                run.check(id),
+                ("skip".into(), "Transit key profile failed".into()),
+                "{suffix} {id}"
+            );
+        }
+        // Restore for the next case (use_key matches the original name only).
+        let text = fs::read_to_string(&provider.config).unwrap();
+        fs::write(&provider.config, text.replace(&key, KEY_NAME)).unwrap();
+    }
+}
+
+/// A CA that did not sign the lab's certificate.
+fn foreign_ca(dir: &Path) -> std::path::PathBuf {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&KeyPair::generate().unwrap()).unwrap();
+    let path = dir.join("foreign-ca.pem");
+    fs::write(&path, cert.pem()).unwrap();
+    chmod(&path, 0o644);
+    path
+}
+
+#[test]
+fn doctor_fails_on_bad_tls_bad_jwts_and_an_unsafe_config_file() {
+    let lab = Lab::start();
+    let scratch = TempDir::new("doctor-ca");
+
+    let mut setup = Setup::new(&lab);
+    setup.ca_file = foreign_ca(scratch.path());
+    let provider = Provider::prepare(&lab, &setup);
+    let run = doctor(&lab, &provider, &[]);
+    assert_eq!(run.code, Some(4));
+    assert_eq!(run.check("openbao.tls").0, "pass");
+    let (status, message) = run.check("openbao.auth");
+    assert_eq!(status, "fail");
+    assert!(message.contains("tls_failed"), "{message}");
+    assert_eq!(
+        run.ids().last().unwrap(),
+        "openbao.auth",
+        "stops after auth"
+    );
+
+    let mut setup = Setup::new(&lab);
+    setup.tls_server_name = "wrong.example.internal".into();
+    let provider = Provider::prepare(&lab, &setup);
+    let run = doctor(&lab, &provider, &[]);
+    assert_eq!(run.code, Some(4));
+    assert_eq!(run.failed(), ["openbao.auth"]);
+    assert!(run.check("openbao.auth").1.contains("tls_failed"));
+
+    let now = now_unix();
+    let mut setup = Setup::new(&lab);
+    setup.jwt_claims = Claims {
+        exp: now - 600,
+        nbf: Some(now - 7200),
+        iat: Some(now - 7200),
+        ..Claims::valid_for(Duration::from_secs(60))
+    };
+    let provider = Provider::prepare(&lab, &setup);
+    let run = doctor(&lab, &provider, &[]);
+    assert_eq!(run.code, Some(4));
+    assert_eq!(
+        run.check("jwt.local"),
+        ("fail".into(), "jwt expired".into())
+    );
+    assert_eq!(
+        run.check("openbao.auth"),
+        ("skip".into(), "local auth validation failed".into())
+    );
+    assert_eq!(run.ids().last().unwrap(), "openbao.auth");
+
+    let mut setup = Setup::new(&lab);
+    setup.jwt_claims = Claims {
+        aud: vec!["someone-else".into()],
+        ..Claims::valid_for(Duration::from_secs(3600))
+    };
+    let provider = Provider::prepare(&lab, &setup);
+    let run = doctor(&lab, &provider, &[]);
+    assert_eq!(run.code, Some(4));
+    assert_eq!(
+        run.check("jwt.local"),
+        ("fail".into(), "jwt audience mismatch".into())
+    );
+
+    // A group-writable config file is a config problem: exit 3.
+    let provider = Provider::prepare(&lab, &Setup::new(&lab));
+    chmod(&provider.config, 0o660);
+    let run = doctor(&lab, &provider, &[]);
+    assert_eq!(run.code, Some(3));
+    assert_eq!(
+        run.ids(),
+        ["config.load", "config.validate", "openbao.auth"]
+    );
+    let (status, message) = run.check("config.validate");
+    assert_eq!(status, "fail");
+    assert!(
+        message.contains("config: file permissions unsafe"),
+        "{message}"
+    );
+    assert_eq!(
+        run.check("openbao.auth"),
+        ("skip".into(), "config validation failed".into())
+    );
+
+    // The text report: name first, one line per check.
+    chmod(&provider.config, 0o640);
+    let out = Command::new(BIN)
+        .args(["doctor", "--config"])
+        .arg(&provider.config)
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "doctor");
+    assert_eq!(lines[1], "[pass] config.load: Config load");
+    assert_eq!(lines.len(), 1 + JWT_FILE_IDS.len());
+    assert!(lines[4].starts_with("[pass] jwt.local: JWT file - readable and locally valid"));
+    assert_no_leak(&lab, &provider, &text);
+}
