@@ -17,5 +17,6 @@ pub mod observe;
 pub mod openbao;
 pub mod registry;
 pub mod runtime;
+pub mod scaffold;
 pub mod secret;
 pub mod status;

@@ -3,6 +3,7 @@
 
 mod config_cmd;
 mod doctor;
+mod init;
 mod policy;
 mod probe;
 mod report;
@@ -75,6 +76,38 @@ enum Command {
         #[command(subcommand)]
         sub: Option<ConfigSub>,
     },
+    /// Generate config, EncryptionConfigurations, OpenBao policy and setup scripts from a values file
+    Init {
+        /// Values file: a partial config (host-layout defaults fill the rest)
+        #[arg(long, value_name = "PATH")]
+        values: PathBuf,
+        /// Output directory; must not exist (created 0750) or be empty
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// How the provider runs on the nodes
+        #[arg(long, value_enum, default_value = "systemd")]
+        model: InitModel,
+        /// Generate a new keyLineageId (the values must not contain one)
+        #[arg(
+            long,
+            value_name = "BOOL",
+            default_value = "false",
+            num_args = 0..=1,
+            require_equals = true,
+            default_missing_value = "true",
+            value_parser = parse_go_bool
+        )]
+        new_key: bool,
+        /// OpenBao policy name [default: openbao-kms-<clusterId>]
+        #[arg(long, value_name = "NAME")]
+        policy_name: Option<String>,
+        /// Provider image pinned by digest (static-pod only)
+        #[arg(long, value_name = "REF")]
+        image: Option<String>,
+        /// Host group ID allowed on the socket (static-pod only)
+        #[arg(long, value_name = "GID")]
+        socket_gid: Option<u32>,
+    },
     /// Print OpenBao artefacts derived from the config
     #[command(subcommand_required = true, arg_required_else_help = true)]
     Policy {
@@ -97,6 +130,12 @@ enum CompletionShell {
     Zsh,
     Fish,
     Powershell,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum InitModel {
+    Systemd,
+    StaticPod,
 }
 
 #[derive(Debug, Subcommand)]
@@ -283,6 +322,43 @@ fn execute(cli: Cli) -> Result<(), Failure> {
                 Ok(())
             }
         }
+        Command::Init {
+            values,
+            out,
+            model,
+            new_key,
+            policy_name,
+            image,
+            socket_gid,
+        } => {
+            for (given, flag) in [
+                (cli.config.is_some(), "--config"),
+                (cli.log_level.is_some(), "--log-level"),
+                (cli.metrics_address.is_some(), "--metrics-address"),
+                (cli.health_address.is_some(), "--health-address"),
+            ] {
+                if given {
+                    return Err(Failure::new(
+                        EXIT_USAGE,
+                        format!("{flag} does not apply to init; put configuration in --values"),
+                    ));
+                }
+            }
+            let args = init::InitArgs {
+                values,
+                out,
+                model: match model {
+                    InitModel::Systemd => crate::scaffold::Model::Systemd,
+                    InitModel::StaticPod => crate::scaffold::Model::StaticPod,
+                },
+                new_key: *new_key,
+                policy_name: policy_name.as_deref(),
+                image: image.as_deref(),
+                socket_gid: *socket_gid,
+            };
+            init::check_flags(&args)?;
+            write_stdout(&init::run(&args)?)
+        }
         Command::Config { sub: None } => {
             let config = load_config(&cli, FsChecks::Skip)?;
             write_stdout(&config_cmd::summary(&config))
@@ -297,9 +373,9 @@ fn execute(cli: Cli) -> Result<(), Failure> {
         } => {
             let config = load_config(&cli, FsChecks::Skip)?;
             let renewal = if *include_token_renewal {
-                policy::TokenRenewal::Include
+                crate::scaffold::policy::TokenRenewal::Include
             } else {
-                policy::TokenRenewal::Omit
+                crate::scaffold::policy::TokenRenewal::Omit
             };
             write_stdout(&policy::for_config(&config, renewal))
         }
