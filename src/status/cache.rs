@@ -105,6 +105,18 @@ impl StatusCache {
         self.read().registry.clone()
     }
 
+    /// True while the last metadata observation found the key's identity
+    /// contradicted (creation times changed, versions rolled back): Decrypt
+    /// then refuses before calling Transit.
+    pub fn identity_refused(&self) -> bool {
+        let inner = self.read();
+        !inner.metadata_ok
+            && matches!(
+                inner.metadata_reason,
+                Some(Reason::ProfileInvalid | Reason::VersionRollback)
+            )
+    }
+
     /// Error classes of the last failed probes, for diagnostics.
     pub fn error_classes(&self) -> (Option<ErrorClass>, Option<ErrorClass>) {
         let inner = self.read();
@@ -113,11 +125,34 @@ impl StatusCache {
 
     pub(super) fn metadata_succeeded(&self, registry: Arc<Registry>) {
         let mut inner = self.write();
+        // A new active key must pass its own deep probe before Status is healthy.
+        let active_changed = inner
+            .registry
+            .as_ref()
+            .is_some_and(|old| old.active().key_id != registry.active().key_id);
+        if active_changed {
+            inner.deep_ok = false;
+            inner.deep_reason = None;
+            inner.deep_class = None;
+        }
         inner.registry = Some(registry);
         inner.metadata_ok = true;
         inner.metadata_reason = None;
         inner.metadata_class = None;
         inner.last_metadata_success = Some((Instant::now(), SystemTime::now()));
+    }
+
+    /// Publishes a registry with newly discovered identities; the active key
+    /// is unchanged (discovery never promotes), so health is untouched.
+    pub(super) fn publish_registry(&self, registry: Arc<Registry>) {
+        let mut inner = self.write();
+        let same_active = inner
+            .registry
+            .as_ref()
+            .is_none_or(|old| old.active().key_id == registry.active().key_id);
+        if same_active {
+            inner.registry = Some(registry);
+        }
     }
 
     pub(super) fn metadata_failed(&self, reason: Reason, class: Option<ErrorClass>) {
