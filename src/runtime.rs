@@ -161,7 +161,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let socket = bind_socket(&SocketOptions {
         path: config.server.socket_path.clone(),
         mode: config.server.socket_mode,
-        gid,
+        gid: Some(gid),
     })
     .await
     .map_err(fail)?;

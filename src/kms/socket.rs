@@ -57,17 +57,14 @@ impl fmt::Display for SocketError {
 
 impl std::error::Error for SocketError {}
 
-/// Resolves `server.socketGroup`: decimal GID (negative = leave unchanged) or a group name.
-pub fn resolve_group(group: &str) -> Result<Option<u32>, SocketError> {
-    if let Ok(numeric) = group.parse::<i64>() {
-        return match u32::try_from(numeric) {
-            Ok(gid) => Ok(Some(gid)),
-            Err(_) if numeric < 0 => Ok(None),
-            Err(_) => Err(SocketError::UnknownGroup),
-        };
+/// Resolves `server.socketGroup` exactly as config validation reads it: all
+/// digits is a numeric GID, anything else a group name that must exist.
+pub fn resolve_group(group: &str) -> Result<u32, SocketError> {
+    if !group.is_empty() && group.bytes().all(|b| b.is_ascii_digit()) {
+        return group.parse::<u32>().map_err(|_| SocketError::UnknownGroup);
     }
     match Group::from_name(group) {
-        Ok(Some(found)) => Ok(Some(found.gid.as_raw())),
+        Ok(Some(found)) => Ok(found.gid.as_raw()),
         _ => Err(SocketError::UnknownGroup),
     }
 }
@@ -267,9 +264,9 @@ mod tests {
 
     #[test]
     fn resolves_numeric_and_named_groups() {
-        assert_eq!(resolve_group("0"), Ok(Some(0)));
-        assert_eq!(resolve_group("-1"), Ok(None));
-        assert_eq!(resolve_group("root"), Ok(Some(0)));
+        assert_eq!(resolve_group("0"), Ok(0));
+        assert_eq!(resolve_group("-1"), Err(SocketError::UnknownGroup));
+        assert_eq!(resolve_group("root"), Ok(0));
         assert_eq!(
             resolve_group("no-such-group-xyz"),
             Err(SocketError::UnknownGroup)
