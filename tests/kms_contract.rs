@@ -345,6 +345,8 @@ async fn concurrent_decrypts_succeed_or_are_shed_without_queueing() {
         &lab,
         &Setup {
             max_concurrent_decrypt: 256,
+            // The claim is about concurrency, not latency: a loaded machine must not turn it into timeouts.
+            timeout: "10s",
             log_level: "info",
             ..Setup::new(&lab)
         },

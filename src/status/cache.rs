@@ -26,6 +26,9 @@ struct Inner {
     deep_reason: Option<Reason>,
     metadata_class: Option<ErrorClass>,
     deep_class: Option<ErrorClass>,
+    /// Live metadata contradicted the registry (key missing, recreated, rolled
+    /// back). Sticky until a metadata observation validates the key again.
+    identity_contradicted: bool,
 }
 
 /// Shared, lock-protected health view. Locks are never held across an await.
@@ -105,16 +108,11 @@ impl StatusCache {
         self.read().registry.clone()
     }
 
-    /// True while the last metadata observation found the key's identity
-    /// contradicted (creation times changed, versions rolled back): Decrypt
-    /// then refuses before calling Transit.
+    /// True once live metadata contradicted the registry (key missing,
+    /// recreated, versions rolled back) and until an observation validates the
+    /// key again: Decrypt then refuses before calling Transit.
     pub fn identity_refused(&self) -> bool {
-        let inner = self.read();
-        !inner.metadata_ok
-            && matches!(
-                inner.metadata_reason,
-                Some(Reason::ProfileInvalid | Reason::VersionRollback)
-            )
+        self.read().identity_contradicted
     }
 
     /// Error classes of the last failed probes, for diagnostics.
@@ -139,6 +137,7 @@ impl StatusCache {
         inner.metadata_ok = true;
         inner.metadata_reason = None;
         inner.metadata_class = None;
+        inner.identity_contradicted = false;
         inner.last_metadata_success = Some((Instant::now(), SystemTime::now()));
     }
 
@@ -157,6 +156,9 @@ impl StatusCache {
 
     pub(super) fn metadata_failed(&self, reason: Reason, class: Option<ErrorClass>) {
         let mut inner = self.write();
+        let contradicted = matches!(reason, Reason::ProfileInvalid | Reason::VersionRollback)
+            || (reason == Reason::MetadataReadFailed && class == Some(ErrorClass::NotFound));
+        inner.identity_contradicted |= contradicted;
         inner.metadata_ok = false;
         inner.metadata_reason = Some(reason);
         inner.metadata_class = class;
