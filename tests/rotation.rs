@@ -155,6 +155,7 @@ async fn rotation_while_serving_keeps_encrypt_and_status_in_step_and_survives_re
     let k2 = expected_key_id(&lab, 2);
     let mut seen = vec![k1.clone()];
     let mut encrypts = 0;
+    let mut promoted_after = Duration::ZERO;
     while rotated_at.elapsed() < Duration::from_secs(20) {
         let (healthz, key_id) = status(&mut client).await;
         if healthz != "ok" {
@@ -162,6 +163,7 @@ async fn rotation_while_serving_keeps_encrypt_and_status_in_step_and_survives_re
         }
         if seen.last() != Some(&key_id) {
             seen.push(key_id.clone());
+            promoted_after = rotated_at.elapsed();
         }
         match client
             .encrypt(EncryptRequest {
@@ -194,6 +196,12 @@ async fn rotation_while_serving_keeps_encrypt_and_status_in_step_and_survives_re
         vec![k1.clone(), k2.clone()],
         "Status key_id changes once, at promotion, to the new version's key_id"
     );
+    // 3 stable observations 300 ms apart, then the 2 s activation delay.
+    assert!(
+        promoted_after >= Duration::from_millis(2600),
+        "promoted after only {promoted_after:?}"
+    );
+    eprintln!("promotion took {promoted_after:?} after the rotation");
     let logs = provider.logs();
     assert_eq!(logs.matches("key.promoted").count(), 1, "{logs}");
 
