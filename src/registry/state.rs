@@ -218,7 +218,10 @@ pub enum StateError {
 impl fmt::Display for StateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Corrupt(why) => write!(f, "registry state corrupt: {why}"),
+            Self::Corrupt(why) => write!(
+                f,
+                "registry state corrupt: {why}; restore the state and checkpoint pair from backup or a healthy peer (never edit it by hand)"
+            ),
             Self::ScopeMismatch => f.write_str(
                 "config invalid; state: registry state belongs to another key identity (provider, cluster, instance, namespace, mount id or lineage changed)",
             ),
@@ -229,7 +232,10 @@ impl fmt::Display for StateError {
             Self::MissingWithCheckpoint => f.write_str(
                 "registry state rollback detected: state file missing with checkpoint present; restore the state file from backup or a healthy peer",
             ),
-            Self::UnsafeFile(why) => write!(f, "registry state unsafe: {why}"),
+            Self::UnsafeFile(why) => write!(
+                f,
+                "registry state unsafe: {why}; fix ownership and modes (state directory 0750 and files 0640, owned by the provider user)"
+            ),
             Self::Io(why) => write!(f, "registry state unavailable: {why}"),
             Self::Locked => f.write_str("registry state is locked by another process"),
             Self::Progress(why) => write!(f, "registry state transition refused: {why}"),
