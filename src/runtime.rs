@@ -12,7 +12,8 @@ use crate::kms::{
     KmsService, Limits, MAX_MESSAGE_BYTES, SocketOptions, bind_socket, remove_socket, resolve_group,
 };
 use crate::openbao::{AuthApi, HttpClient, TlsSettings, Transit};
-use crate::status::{Prober, StatusCache, bootstrap, run_scheduler};
+use crate::registry::{Keeper, KeeperSettings, RotationRules, StatePaths};
+use crate::status::{Discovery, Prober, StatusCache, bootstrap, run_scheduler};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -100,6 +101,24 @@ pub fn token_settings(config: &Config) -> TokenSettings {
     }
 }
 
+/// Locks and loads the registry state at `state.path`.
+pub fn open_keeper(config: &Config) -> Result<Keeper, ServeError> {
+    Keeper::open(StatePaths::new(&config.state.path), keeper_settings(config)).map_err(fail)
+}
+
+/// The identity and rotation rules the registry keeper enforces.
+pub fn keeper_settings(config: &Config) -> KeeperSettings {
+    KeeperSettings {
+        fingerprint: config.identity_fingerprint(),
+        scope: Arc::new(scope_of(config)),
+        rules: RotationRules {
+            required_count: u64::from(config.rotation.require_stable_observation_count),
+            reject_rollback: config.rotation.reject_version_rollback,
+        },
+        activation_delay: config.rotation.activation_delay,
+    }
+}
+
 /// Resolves on the first SIGTERM or SIGINT.
 fn shutdown_signal() -> Result<watch::Receiver<bool>, ServeError> {
     let mut term = signal(SignalKind::terminate()).map_err(fail)?;
@@ -124,14 +143,18 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let started = Instant::now();
     let shutdown = shutdown_signal()?;
     let gid = resolve_group(&config.server.socket_group).map_err(fail)?;
+    // The writer lock and the fail-closed state load come before anything
+    // talks to OpenBao: a second provider on the same state, a rolled-back or
+    // foreign state file stops start-up here.
+    let keeper = Arc::new(open_keeper(&config)?);
     let transit = build_transit(&config)?;
     let cache = Arc::new(StatusCache::new(config.status.status_max_staleness));
     let prober = Arc::new(Prober::new(
         Arc::clone(&transit),
-        Arc::new(scope_of(&config)),
+        keeper,
         Arc::clone(&cache),
-        config.rotation.reject_version_rollback,
     ));
+    let discovery = Discovery::new(Arc::clone(&prober), config.status.probe_interval);
     tracing::info!(version = crate::identity::plugin_version(), "serve.start");
 
     let grace = config.bootstrap.grace_timeout;
@@ -146,13 +169,14 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let socket = bind_socket(&SocketOptions {
         path: config.server.socket_path.clone(),
         mode: config.server.socket_mode,
-        gid,
+        gid: Some(gid),
     })
     .await
     .map_err(fail)?;
     let inode = socket.inode;
     let service = KmsService::new(
         Arc::clone(&cache),
+        discovery,
         transit,
         Limits::new(
             config.server.max_concurrent_status,

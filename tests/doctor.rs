@@ -418,3 +418,50 @@ fn doctor_fails_on_bad_tls_bad_jwts_and_an_unsafe_config_file() {
     assert!(lines[4].starts_with("[pass] jwt.local: JWT file - readable and locally valid"));
     assert_no_leak(&lab, &provider, &text);
 }
+
+#[test]
+fn doctor_next_to_a_running_provider_reads_but_never_writes_its_state() {
+    let lab = Lab::start();
+    let provider = Provider::start(&lab, &Setup::new(&lab));
+    let state = provider.files_dir().join("state/key-registry.json");
+    let checkpoint = provider
+        .files_dir()
+        .join("state/key-registry.json.checkpoint");
+    let snapshot = || {
+        [&state, &checkpoint].map(|p| {
+            let meta = fs::metadata(p).unwrap();
+            (fs::read(p).unwrap(), meta.modified().unwrap())
+        })
+    };
+    let before = snapshot();
+
+    let run = doctor(&lab, &provider, &[]);
+    assert_eq!(run.code, Some(0), "{:#}", run.report);
+    assert_eq!(before, snapshot(), "doctor changed the registry state");
+
+    // After a rotation the key has two versions: the first-install
+    // derivation would refuse it, the node's state still names the active one.
+    lab.bao_ok(&[
+        "write",
+        "-f",
+        &format!("{TRANSIT_MOUNT}/keys/{KEY_NAME}/rotate"),
+    ]);
+    let run = doctor(&lab, &provider, &[]);
+    assert_eq!(run.code, Some(0), "{:#}", run.report);
+    assert_eq!(run.check("transit.metadata").1, "latest version 2");
+
+    // Without the state, the same rotated key cannot be bootstrapped.
+    let mut stopped = provider;
+    assert!(stopped.stop().success());
+    fs::remove_file(&state).unwrap();
+    fs::remove_file(&checkpoint).unwrap();
+    let run = doctor(&lab, &stopped, &[]);
+    assert_eq!(run.code, Some(4));
+    assert_eq!(run.failed(), ["key_id.deterministic"]);
+    assert!(
+        run.check("key_id.deterministic")
+            .1
+            .contains("state_unavailable")
+    );
+    assert_eq!(run.check("kms.status_encrypt").0, "skip");
+}

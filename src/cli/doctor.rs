@@ -22,9 +22,11 @@ use crate::kms::proto::key_management_service_server::KeyManagementService as _;
 use crate::kms::proto::{EncryptRequest, StatusRequest};
 use crate::kms::{KmsService, Limits, resolve_group};
 use crate::openbao::{AuthApi, HttpClient, KeyMetadata, TlsSettings, Transit, capabilities_self};
-use crate::registry::Registry;
-use crate::runtime::{scope_of, token_settings};
-use crate::status::{Prober, StatusCache};
+use crate::registry::{
+    Keeper, Registry, StateFile, StatePaths, bootstrap_state, check_retained, inspect,
+};
+use crate::runtime::{keeper_settings, scope_of, token_settings};
+use crate::status::{Discovery, Prober, StatusCache};
 use ring::rand::SecureRandom as _;
 use std::path::Path;
 use std::sync::Arc;
@@ -32,6 +34,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// AAD of doctor's Transit round trip; distinct from the provider's probes.
 const DOCTOR_PROBE_AAD: &[u8] = b"openbao-kubernetes-kms/doctor-probe/v1";
+/// The fixed clock a first-install state is derived with (reference value),
+/// so two derivations can only differ if the derivation itself does.
+const DERIVATION_CLOCK_UNIX: i64 = 1_778_277_600;
 
 const AUTH_ID: &str = "openbao.auth";
 
@@ -377,7 +382,7 @@ async fn remote_checks(report: &mut Report, config: &Config) {
         return;
     }
     transit_probe(report, &transit, &meta).await;
-    let Some(key_id) = key_id_check(report, config, &meta) else {
+    let Some((key_id, local)) = key_id_check(report, config, &meta) else {
         report.push(
             "kms.status_encrypt",
             "Status/encrypt consistency",
@@ -386,7 +391,7 @@ async fn remote_checks(report: &mut Report, config: &Config) {
         );
         return;
     };
-    status_encrypt_check(report, config, transit, &key_id).await;
+    status_encrypt_check(report, config, transit, &key_id, local.as_ref()).await;
 }
 
 /// Check 14: encrypt 32 random bytes with the explicit latest version, decrypt, compare.
@@ -432,13 +437,41 @@ async fn transit_probe(report: &mut Report, transit: &Transit, meta: &KeyMetadat
     }
 }
 
-/// Check 15: the active key_id derived twice from the same metadata must
-/// agree (every node derives it independently). Returns it on success.
-fn key_id_check(report: &mut Report, config: &Config, meta: &KeyMetadata) -> Option<KeyId> {
+/// Check 15: the active key_id derived twice must agree (every node derives
+/// it independently). With a local registry state (read, never written) the
+/// state is the source and must still match Transit; without one the
+/// first-install state is derived from the metadata with a fixed clock.
+/// Returns the key_id and the local state on success.
+fn key_id_check(
+    report: &mut Report,
+    config: &Config,
+    meta: &KeyMetadata,
+) -> Option<(KeyId, Option<StateFile>)> {
     const ID: &str = "key_id.deterministic";
     const TITLE: &str = "Key ID determinism";
     let scope = Arc::new(scope_of(config));
-    let derive = || Registry::bootstrap(&scope, meta).map(|r| r.active().key_id.clone());
+    let fingerprint = config.identity_fingerprint();
+    let local = match local_state(config, &fingerprint) {
+        Ok(local) => local,
+        Err(message) => {
+            report.push(ID, TITLE, CheckStatus::Fail, message);
+            return None;
+        }
+    };
+    let derive = || -> Result<KeyId, String> {
+        let state = match &local {
+            Some(state) => {
+                check_retained(state, meta)
+                    .map_err(|r| format!("local registry state does not match Transit: {r}"))?;
+                state.clone()
+            }
+            None => bootstrap_state(&scope, &fingerprint, meta, DERIVATION_CLOCK_UNIX)
+                .map_err(|r| format!("cannot derive the active key_id: {r}"))?,
+        };
+        Registry::from_state(&state, &scope)
+            .map(|r| r.active().key_id.clone())
+            .map_err(|e| e.to_string())
+    };
     match (derive(), derive()) {
         (Ok(first), Ok(second)) if first == second => {
             report.push(
@@ -447,42 +480,83 @@ fn key_id_check(report: &mut Report, config: &Config, meta: &KeyMetadata) -> Opt
                 CheckStatus::Pass,
                 format!("active key_id hash {}", hash_value(first.as_str())),
             );
-            Some(first)
+            Some((first, local))
         }
         (Ok(_), Ok(_)) => {
             report.push(ID, TITLE, CheckStatus::Fail, "derived key_ids differ");
             None
         }
-        (Err(reason), _) | (_, Err(reason)) => {
-            report.push(
-                ID,
-                TITLE,
-                CheckStatus::Fail,
-                format!("cannot derive the active key_id: {reason}"),
-            );
+        (Err(message), _) | (_, Err(message)) => {
+            report.push(ID, TITLE, CheckStatus::Fail, message);
             None
         }
     }
 }
 
+/// The node's registry state, read-only. A node that has never served has
+/// neither the files nor, possibly, the directory: that is "no state".
+fn local_state(config: &Config, fingerprint: &str) -> Result<Option<StateFile>, String> {
+    let paths = StatePaths::new(&config.state.path);
+    let exists = |p: &Path| std::fs::symlink_metadata(p).is_ok();
+    if !exists(&paths.state) && !exists(&paths.checkpoint) {
+        return Ok(None);
+    }
+    inspect(&paths, fingerprint, &scope_of(config))
+        .map(|found| found.map(|(state, _)| state))
+        .map_err(|e| e.to_string())
+}
+
 /// Check 16: the real KMS service, in memory (no socket), on a status cache
 /// filled by the real bootstrap probes: Status must report the key_id that
-/// Encrypt then returns, and the one check 15 derived.
+/// Encrypt then returns, and the one check 15 derived. The registry runs on
+/// a private copy of the node's state, so the real state (and the running
+/// provider's lock on it) is never touched.
 async fn status_encrypt_check(
     report: &mut Report,
     config: &Config,
     transit: Arc<Transit>,
     derived: &KeyId,
+    local: Option<&StateFile>,
 ) {
     const ID: &str = "kms.status_encrypt";
     const TITLE: &str = "Status/encrypt consistency";
+    let scratch = match ScratchDir::create() {
+        Ok(dir) => dir,
+        Err(()) => {
+            report.push(
+                ID,
+                TITLE,
+                CheckStatus::Fail,
+                "cannot create a private scratch directory",
+            );
+            return;
+        }
+    };
+    let paths = StatePaths::new(&scratch.path.join("key-registry.json"));
+    if let Some(state) = local
+        && crate::registry::save(&paths, state).is_err()
+    {
+        report.push(
+            ID,
+            TITLE,
+            CheckStatus::Fail,
+            "cannot copy the registry state",
+        );
+        return;
+    }
+    let keeper = match Keeper::open(paths, keeper_settings(config)) {
+        Ok(keeper) => Arc::new(keeper),
+        Err(e) => {
+            report.push(ID, TITLE, CheckStatus::Fail, e.to_string());
+            return;
+        }
+    };
     let cache = Arc::new(StatusCache::new(config.status.status_max_staleness));
-    let prober = Prober::new(
+    let prober = Arc::new(Prober::new(
         Arc::clone(&transit),
-        Arc::new(scope_of(config)),
+        keeper,
         Arc::clone(&cache),
-        config.rotation.reject_version_rollback,
-    );
+    ));
     let reasons = prober.bootstrap_cycle().await;
     if !reasons.is_empty() {
         let reasons: Vec<&str> = reasons.iter().map(|r| r.as_str()).collect();
@@ -494,7 +568,14 @@ async fn status_encrypt_check(
         );
         return;
     }
-    let service = KmsService::new(cache, transit, Limits::new(1, 1, 1), config.openbao.timeout);
+    let discovery = Discovery::new(Arc::clone(&prober), config.status.probe_interval);
+    let service = KmsService::new(
+        cache,
+        discovery,
+        transit,
+        Limits::new(1, 1, 1),
+        config.openbao.timeout,
+    );
     let status = match service.status(tonic::Request::new(StatusRequest {})).await {
         Ok(r) => r.into_inner(),
         Err(e) => {
@@ -553,6 +634,33 @@ async fn status_encrypt_check(
             CheckStatus::Pass,
             "Status and Encrypt agree on the active key_id",
         );
+    }
+}
+
+/// A private (0700) directory under the temp dir, removed on drop.
+struct ScratchDir {
+    path: std::path::PathBuf,
+}
+
+impl ScratchDir {
+    fn create() -> Result<Self, ()> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let path =
+            std::env::temp_dir().join(format!("bao-kms-doctor-{}-{nanos}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(|_| ())?;
+        Ok(Self { path })
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
     }
 }
 

@@ -3,10 +3,12 @@
 
 mod config_cmd;
 mod doctor;
+mod fields;
 mod init;
 mod policy;
 mod probe;
 mod report;
+mod rotation;
 
 pub use report::{Check, CheckStatus, OutputFormat, Report};
 
@@ -113,6 +115,48 @@ enum Command {
     Policy {
         #[command(subcommand)]
         target: PolicyTarget,
+    },
+    /// Show the local registry and live Transit metadata: what a rotation would do next
+    RotationPlan {
+        /// Report format: text or json
+        #[arg(long, default_value = "text")]
+        output: String,
+    },
+    /// Like rotation-plan, stating what local evidence cannot prove
+    VerifyRotation {
+        /// Report format: text or json
+        #[arg(long, default_value = "text")]
+        output: String,
+    },
+    /// Plan (or apply) removing retired key versions below N from this node's registry
+    RetireVersions {
+        /// Remove retired versions below this version (> 1, at most the active version)
+        #[arg(long, value_name = "N")]
+        before_version: Option<u64>,
+        /// Write the change (the provider must be stopped); needs --expected-state-hash
+        #[arg(long)]
+        apply: bool,
+        /// stateHash of the reviewed plan
+        #[arg(long, value_name = "HASH")]
+        expected_state_hash: Option<String>,
+        /// Report format: text or json
+        #[arg(long, default_value = "text")]
+        output: String,
+    },
+    /// Plan (or apply) returning removed key versions to decrypt-only service
+    RestoreVersions {
+        /// Versions to restore, comma-separated (e.g. 1,2)
+        #[arg(long, value_name = "LIST", value_delimiter = ',')]
+        versions: Vec<u64>,
+        /// Write the change (the provider must be stopped); needs --expected-state-hash
+        #[arg(long)]
+        apply: bool,
+        /// stateHash of the reviewed plan
+        #[arg(long, value_name = "HASH")]
+        expected_state_hash: Option<String>,
+        /// Report format: text or json
+        #[arg(long, default_value = "text")]
+        output: String,
     },
     /// Print build information
     Version,
@@ -248,6 +292,22 @@ fn load_config(cli: &Cli, fs: FsChecks) -> Result<Config, Failure> {
     let path = config::config_path(cli.config.as_deref(), &env);
     config::load_file(&path, &overrides(cli), &env, fs)
         .map_err(|e: ConfigError| Failure::new(EXIT_CONFIG, e.to_string()))
+}
+
+/// `--apply` needs the reviewed `--expected-state-hash`; a hash alone is a usage error.
+fn apply_hash(apply: bool, hash: Option<&str>) -> Result<Option<&str>, Failure> {
+    match (apply, hash) {
+        (true, Some(h)) => Ok(Some(h)),
+        (false, None) => Ok(None),
+        (true, None) => Err(Failure::new(
+            EXIT_USAGE,
+            "--apply requires --expected-state-hash from a reviewed plan",
+        )),
+        (false, Some(_)) => Err(Failure::new(
+            EXIT_USAGE,
+            "--expected-state-hash is only used with --apply",
+        )),
+    }
 }
 
 fn execute(cli: Cli) -> Result<(), Failure> {
@@ -390,6 +450,56 @@ fn execute(cli: Cli) -> Result<(), Failure> {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "bao-kms-provider", &mut script);
             write_stdout(&String::from_utf8_lossy(&script))
+        }
+        Command::RotationPlan { output } | Command::VerifyRotation { output } => {
+            let format = OutputFormat::parse(output).map_err(|m| Failure::new(EXIT_USAGE, m))?;
+            let verify = matches!(cli.command, Command::VerifyRotation { .. });
+            let config = load_config(&cli, FsChecks::Skip)?;
+            let (fields, outcome) = runtime()?.block_on(rotation::plan(&config, verify));
+            print!("{}", fields.render(format));
+            outcome
+        }
+        Command::RetireVersions {
+            before_version,
+            apply,
+            expected_state_hash,
+            output,
+        } => {
+            let format = OutputFormat::parse(output).map_err(|m| Failure::new(EXIT_USAGE, m))?;
+            let before = before_version
+                .ok_or_else(|| Failure::new(EXIT_USAGE, "--before-version is required"))?;
+            let expected = apply_hash(*apply, expected_state_hash.as_deref())?;
+            let config = load_config(&cli, FsChecks::Skip)?;
+            let (fields, outcome) = runtime()?.block_on(rotation::change(
+                &config,
+                rotation::Change::RetireBefore(before),
+                expected,
+            ));
+            print!("{}", fields.render(format));
+            outcome
+        }
+        Command::RestoreVersions {
+            versions,
+            apply,
+            expected_state_hash,
+            output,
+        } => {
+            let format = OutputFormat::parse(output).map_err(|m| Failure::new(EXIT_USAGE, m))?;
+            if versions.is_empty() {
+                return Err(Failure::new(
+                    EXIT_USAGE,
+                    "--versions is required; --apply also requires --expected-state-hash from a reviewed plan",
+                ));
+            }
+            let expected = apply_hash(*apply, expected_state_hash.as_deref())?;
+            let config = load_config(&cli, FsChecks::Skip)?;
+            let (fields, outcome) = runtime()?.block_on(rotation::change(
+                &config,
+                rotation::Change::Restore(versions.clone()),
+                expected,
+            ));
+            print!("{}", fields.render(format));
+            outcome
         }
         Command::Version => {
             println!("version: {}", crate::identity::plugin_version());

@@ -418,7 +418,8 @@ pub fn parse_socket_mode(value: &str) -> Result<u32, &'static str> {
         return Err(SOCKET_MODE_SYNTAX_MESSAGE);
     }
     let mode = u32::from_str_radix(value, 8).map_err(|_| SOCKET_MODE_SYNTAX_MESSAGE)?;
-    if mode > 0o777 {
+    // 0 would leave a socket nobody (not even the apiserver) can connect to.
+    if mode == 0 || mode > 0o777 {
         return Err(SOCKET_MODE_RANGE_MESSAGE);
     }
     Ok(mode)
@@ -705,9 +706,10 @@ mod tests {
     fn socket_modes() {
         assert_eq!(parse_socket_mode("0660"), Ok(0o660));
         assert_eq!(parse_socket_mode("660"), Ok(0o660));
-        assert_eq!(parse_socket_mode("0"), Ok(0));
+        assert_eq!(parse_socket_mode("0"), Err(SOCKET_MODE_RANGE_MESSAGE));
         assert_eq!(parse_socket_mode("00000777"), Ok(0o777));
         assert_eq!(parse_socket_mode("1000"), Err(SOCKET_MODE_RANGE_MESSAGE));
+        assert_eq!(parse_socket_mode("0000"), Err(SOCKET_MODE_RANGE_MESSAGE));
         for bad in [
             "",
             "0o660",

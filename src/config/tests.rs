@@ -787,7 +787,7 @@ fn debug_correlation_rules() {
 
 #[test]
 fn socket_rules() {
-    for ok in ["\"0660\"", "\"0640\"", "\"0600\"", "\"0\""] {
+    for ok in ["\"0660\"", "\"0640\"", "\"0600\""] {
         let cfg = load(&replace(
             "socketMode: \"0660\"",
             &format!("socketMode: {ok}"),
@@ -812,10 +812,16 @@ fn socket_rules() {
         problems(&replace("socketMode: \"0660\"", "socketMode: \"rw\"")),
         vec![p("server.socketMode", rules::SOCKET_MODE_SYNTAX_MESSAGE)]
     );
-    assert_eq!(
-        problems(&replace("socketMode: \"0660\"", "socketMode: \"01660\"")),
-        vec![p("server.socketMode", rules::SOCKET_MODE_RANGE_MESSAGE)]
-    );
+    for out_of_range in ["\"01660\"", "\"0\"", "\"0000\""] {
+        assert_eq!(
+            problems(&replace(
+                "socketMode: \"0660\"",
+                &format!("socketMode: {out_of_range}")
+            )),
+            vec![p("server.socketMode", rules::SOCKET_MODE_RANGE_MESSAGE)],
+            "{out_of_range}"
+        );
+    }
     assert_eq!(
         problems(&replace(
             "socketPath: /run/openbao-kms/kms.sock",

@@ -17,6 +17,7 @@ pub enum KmsError {
     ResponseOverLimits,
     ConcurrencyLimit,
     KeyIdUnknown,
+    DiscoveryFailed,
     StatusStale,
     AadMissing,
     Transit(OpenBaoError),
@@ -62,6 +63,11 @@ impl KmsError {
                 "concurrency_limit",
             ),
             Self::KeyIdUnknown => (Code::NotFound, "key_id unknown", "key_id_unknown"),
+            Self::DiscoveryFailed => (
+                Code::Unavailable,
+                "key metadata refresh failed",
+                "key_metadata_refresh_failed",
+            ),
             Self::StatusStale => (
                 Code::FailedPrecondition,
                 "kms status is not healthy",

@@ -11,14 +11,14 @@ use super::proto::{
     DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse, StatusRequest, StatusResponse,
 };
 use crate::identity::{
-    AadMode, AnnotationError, KeyId, SnapshotState, build_annotations, canonical_aad,
+    AadMode, AnnotationError, KeyId, KeySnapshot, SnapshotState, build_annotations, canonical_aad,
     check_against_snapshot, hash_value, parse_annotations,
 };
 use crate::openbao::{ErrorClass, OpenBaoError, Operation, Transit};
 use crate::secret::SecretBytes;
-use crate::status::StatusCache;
+use crate::status::{Discovery, StatusCache};
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
 
@@ -26,6 +26,10 @@ const API_VERSION: &str = "v2";
 
 pub struct KmsService {
     cache: Arc<StatusCache>,
+    /// key_id of the last healthy Status answer: Encrypt never returns another
+    /// (kube-apiserver discards such results and marks the plugin unhealthy).
+    last_status_key_id: Mutex<Option<KeyId>>,
+    discovery: Arc<Discovery>,
     transit: Arc<Transit>,
     limits: Limits,
     timeout: Duration,
@@ -34,16 +38,44 @@ pub struct KmsService {
 impl KmsService {
     pub fn new(
         cache: Arc<StatusCache>,
+        discovery: Arc<Discovery>,
         transit: Arc<Transit>,
         limits: Limits,
         timeout: Duration,
     ) -> Self {
         Self {
             cache,
+            last_status_key_id: Mutex::new(None),
+            discovery,
             transit,
             limits,
             timeout,
         }
+    }
+
+    /// Finds the snapshot for `key_id`; a well-formed but unknown key_id gets
+    /// one shared, rate-limited metadata discovery (a peer node may have
+    /// promoted a newer version first).
+    async fn snapshot_for(&self, key_id: &KeyId) -> Result<Arc<KeySnapshot>, KmsError> {
+        let registry = self.cache.registry().ok_or(KmsError::KeyIdUnknown)?;
+        if let Some(snapshot) = registry.lookup(key_id) {
+            return Ok(Arc::clone(snapshot));
+        }
+        if registry.knows(key_id) {
+            // Removed or rejected identities are never rediscovered.
+            return Err(KmsError::KeyIdUnknown);
+        }
+        if !self
+            .deadline(async { Ok(self.discovery.discover().await) })
+            .await?
+        {
+            return Err(KmsError::DiscoveryFailed);
+        }
+        let registry = self.cache.registry().ok_or(KmsError::KeyIdUnknown)?;
+        registry
+            .lookup(key_id)
+            .cloned()
+            .ok_or(KmsError::KeyIdUnknown)
     }
 
     /// Bounds the OpenBao part of a request by `openbao.timeout`.
@@ -67,6 +99,15 @@ impl KmsService {
             .healthy_active()
             .map_err(|_| KmsError::StatusStale)?;
         if !active.normalizes() || active.state != SnapshotState::Active {
+            return Err(KmsError::StatusStale);
+        }
+        // After a promotion, Encrypt waits until Status has announced the new key.
+        let announced = self
+            .last_status_key_id
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if announced.is_some_and(|k| k != active.key_id) {
             return Err(KmsError::StatusStale);
         }
         let annotations = build_annotations(&active);
@@ -113,8 +154,12 @@ impl KmsService {
             return Err(KmsError::RequestOverLimits);
         }
         let key_id = KeyId::parse(&request.key_id).map_err(|_| KmsError::KeyIdMalformed)?;
-        let registry = self.cache.registry().ok_or(KmsError::KeyIdUnknown)?;
-        let snapshot = registry.lookup(&key_id).ok_or(KmsError::KeyIdUnknown)?;
+        if self.cache.identity_refused() {
+            // Live metadata contradicts the registry (recreated key, rollback):
+            // old ciphertext is never handed to whatever the key is now.
+            return Err(KmsError::StatusStale);
+        }
+        let snapshot = self.snapshot_for(&key_id).await?;
         if snapshot.aad_mode != AadMode::Required {
             return Err(KmsError::AadMissing);
         }
@@ -122,7 +167,7 @@ impl KmsService {
             AnnotationError::Invalid => KmsError::AnnotationsInvalid,
             AnnotationError::Mismatch => KmsError::AnnotationMismatch,
         })?;
-        check_against_snapshot(&parsed, snapshot).map_err(|_| KmsError::AnnotationMismatch)?;
+        check_against_snapshot(&parsed, &snapshot).map_err(|_| KmsError::AnnotationMismatch)?;
         // Transit ciphertexts are ASCII; anything else could never decrypt.
         let ciphertext = std::str::from_utf8(&request.ciphertext).map_err(|_| {
             KmsError::Transit(OpenBaoError::new(
@@ -130,7 +175,7 @@ impl KmsService {
                 ErrorClass::InvalidRequest,
             ))
         })?;
-        let aad = canonical_aad(snapshot, Some(&parsed));
+        let aad = canonical_aad(&snapshot, Some(&parsed));
         let plaintext = self
             .deadline(async {
                 self.transit
@@ -188,7 +233,13 @@ impl KeyManagementService for KmsService {
             .ok()
             .filter(|active| active.normalizes() && active.state == SnapshotState::Active);
         let (healthz, key_id) = match healthy {
-            Some(active) => ("ok", active.key_id.as_str().to_owned()),
+            Some(active) => {
+                *self
+                    .last_status_key_id
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(active.key_id.clone());
+                ("ok", active.key_id.as_str().to_owned())
+            }
             None => ("unhealthy", String::new()),
         };
         Ok(Response::new(StatusResponse {

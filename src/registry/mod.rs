@@ -1,154 +1,84 @@
-//! The key registry: every snapshot the provider may decrypt with, and the one
-//! active snapshot it encrypts with.
+//! The key registry: every snapshot the provider may decrypt with, the one
+//! active snapshot it encrypts with, and the durable, hash-chained state file
+//! that makes both survive restarts, nodes and mistakes.
 //!
-//! This version derives the registry from Transit metadata for an unrotated key
-//! only (latest version 1), mirroring the reference's first-install bootstrap.
-//! A key that already has more versions needs the durable registry state, so it
-//! is refused with `state_unavailable` rather than guessed at.
+//! * `state` — the file format, its hash and validation;
+//! * `store` — safe reads, atomic durable writes, the fail-closed load table;
+//! * `lock` — the single-writer lock;
+//! * `transition` — pure bootstrap / observation / promotion / retire / restore;
+//! * `keeper` — the running provider's owner of all of the above.
 
-use crate::identity::{KeyId, KeySnapshot, Scope, SnapshotState};
-use crate::openbao::KeyMetadata;
-use crate::status::Reason;
+mod keeper;
+mod lock;
+mod state;
+mod store;
+mod transition;
+
+pub use keeper::{Keeper, KeeperSettings, Published};
+pub use lock::{StateLock, acquire};
+pub use state::{Record, RecordState, StateError, StateFile};
+pub use store::{CheckpointStatus, Loaded, StatePaths, inspect, load, save};
+pub use transition::{
+    Mode, RotationRules, bootstrap_state, check_retained, observe, promote, restore, retire_before,
+};
+
+use crate::identity::{KeyId, KeySnapshot, Scope};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// An immutable registry; a new one replaces it wholesale on change.
+/// An immutable in-memory view of one state; replaced wholesale on change.
 #[derive(Debug)]
 pub struct Registry {
     active: Arc<KeySnapshot>,
     by_id: HashMap<KeyId, Arc<KeySnapshot>>,
+    generation: u64,
 }
 
 impl Registry {
-    /// First-install bootstrap: only a key still at version 1, with nothing
-    /// below it made unavailable, becomes the active snapshot.
-    pub fn bootstrap(scope: &Arc<Scope>, meta: &KeyMetadata) -> Result<Self, Reason> {
-        if meta.latest_version != 1
-            || meta.min_available_version > 1
-            || meta.min_decryption_version > 1
-        {
-            return Err(Reason::StateUnavailable);
+    /// Builds the lookup view of a validated state.
+    pub fn from_state(state: &StateFile, scope: &Arc<Scope>) -> Result<Self, StateError> {
+        let mut by_id = HashMap::new();
+        for record in &state.snapshots {
+            let snapshot = Arc::new(record.snapshot(scope)?);
+            by_id.insert(snapshot.key_id.clone(), snapshot);
         }
-        let created = meta.keys.get("1").copied().ok_or(Reason::ProfileInvalid)?;
-        let active = KeySnapshot::new(Arc::clone(scope), 1, created, SnapshotState::Active)
-            .map_err(|_| Reason::ProfileInvalid)?;
-        let active = Arc::new(active);
-        let by_id = HashMap::from([(active.key_id.clone(), Arc::clone(&active))]);
-        Ok(Self { active, by_id })
+        let active_id = KeyId::parse(&state.active_key_id)
+            .map_err(|_| StateError::Corrupt("active key_id malformed"))?;
+        let active = by_id
+            .get(&active_id)
+            .filter(|s| s.state == crate::identity::SnapshotState::Active)
+            .cloned()
+            .ok_or(StateError::Corrupt("active record missing"))?;
+        Ok(Self {
+            active,
+            by_id,
+            generation: state.generation,
+        })
     }
 
     pub fn active(&self) -> &Arc<KeySnapshot> {
         &self.active
     }
 
-    /// A decryptable snapshot by key_id.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// A decryptable snapshot (active, pending or retired) by key_id.
     pub fn lookup(&self, key_id: &KeyId) -> Option<&Arc<KeySnapshot>> {
         self.by_id.get(key_id).filter(|s| s.state.decryptable())
     }
 
-    /// Checks the retained snapshots against live metadata (`core.md` §5.7, §6.3):
-    /// a version going backwards, a changed creation time (deleted and recreated
-    /// key) or a minimum version above a retained one is refused.
-    pub fn validate_against(
-        &self,
-        meta: &KeyMetadata,
-        reject_rollback: bool,
-    ) -> Result<(), Reason> {
-        let active_version = i64::try_from(self.active.transit_version).unwrap_or(i64::MAX);
-        if meta.latest_version < active_version && reject_rollback {
-            return Err(Reason::VersionRollback);
-        }
-        for snapshot in self.by_id.values().filter(|s| s.state.decryptable()) {
-            let live = meta
-                .keys
-                .get(&snapshot.transit_version.to_string())
-                .copied();
-            if live != Some(snapshot.created_at_unix) {
-                return Err(Reason::ProfileInvalid);
-            }
-            let version = i64::try_from(snapshot.transit_version).unwrap_or(i64::MAX);
-            if meta.min_available_version > version || meta.min_decryption_version > version {
-                return Err(Reason::ProfileInvalid);
-            }
-        }
-        if meta.min_encryption_version > active_version {
-            return Err(Reason::EncryptionBlocked);
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn scope() -> Arc<Scope> {
-        Arc::new(Scope {
-            provider_name: "p".into(),
-            cluster_id: "c".into(),
-            openbao_instance_id: "i".into(),
-            openbao_namespace: String::new(),
-            transit_mount_id: "m".into(),
-            transit_key_lineage_id: "l".into(),
-        })
+    /// Whether the identity is recorded at all (removed and rejected ones
+    /// included); such identities are never rediscovered.
+    pub fn knows(&self, key_id: &KeyId) -> bool {
+        self.by_id.contains_key(key_id)
     }
 
-    fn meta(latest: i64, created: &[(i64, i64)]) -> KeyMetadata {
-        KeyMetadata {
-            latest_version: latest,
-            keys: created.iter().map(|(v, t)| (v.to_string(), *t)).collect(),
-            ..KeyMetadata::default()
-        }
-    }
-
-    #[test]
-    fn bootstraps_only_an_unrotated_key() {
-        let registry = Registry::bootstrap(&scope(), &meta(1, &[(1, 1_700_000_000)])).unwrap();
-        assert_eq!(registry.active().transit_version, 1);
-        assert!(registry.lookup(&registry.active().key_id).is_some());
-        assert_eq!(
-            Registry::bootstrap(&scope(), &meta(2, &[(1, 1), (2, 2)])).unwrap_err(),
-            Reason::StateUnavailable
-        );
-        let mut blocked = meta(1, &[(1, 1)]);
-        blocked.min_decryption_version = 2;
-        assert_eq!(
-            Registry::bootstrap(&scope(), &blocked).unwrap_err(),
-            Reason::StateUnavailable
-        );
-    }
-
-    #[test]
-    fn refuses_recreated_rolled_back_or_blocked_keys() {
-        let registry = Registry::bootstrap(&scope(), &meta(1, &[(1, 100)])).unwrap();
-        assert_eq!(
-            registry.validate_against(&meta(1, &[(1, 100)]), true),
-            Ok(())
-        );
-        // Rotated upstream: still serves v1 until durable rotation promotes v2.
-        assert_eq!(
-            registry.validate_against(&meta(2, &[(1, 100), (2, 200)]), true),
-            Ok(())
-        );
-        assert_eq!(
-            registry.validate_against(&meta(1, &[(1, 101)]), true),
-            Err(Reason::ProfileInvalid)
-        );
-        assert_eq!(
-            registry.validate_against(&meta(0, &[]), true),
-            Err(Reason::VersionRollback)
-        );
-        let mut min_dec = meta(2, &[(1, 100), (2, 200)]);
-        min_dec.min_decryption_version = 2;
-        assert_eq!(
-            registry.validate_against(&min_dec, true),
-            Err(Reason::ProfileInvalid)
-        );
-        let mut min_enc = meta(2, &[(1, 100), (2, 200)]);
-        min_enc.min_encryption_version = 2;
-        assert_eq!(
-            registry.validate_against(&min_enc, true),
-            Err(Reason::EncryptionBlocked)
-        );
+    /// Whether a pending version exists (for the rotation-state readout).
+    pub fn has_pending(&self) -> bool {
+        self.by_id
+            .values()
+            .any(|s| s.state == crate::identity::SnapshotState::Pending)
     }
 }

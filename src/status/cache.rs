@@ -26,6 +26,9 @@ struct Inner {
     deep_reason: Option<Reason>,
     metadata_class: Option<ErrorClass>,
     deep_class: Option<ErrorClass>,
+    /// Live metadata contradicted the registry (key missing, recreated, rolled
+    /// back). Sticky until a metadata observation validates the key again.
+    identity_contradicted: bool,
 }
 
 /// Shared, lock-protected health view. Locks are never held across an await.
@@ -105,6 +108,13 @@ impl StatusCache {
         self.read().registry.clone()
     }
 
+    /// True once live metadata contradicted the registry (key missing,
+    /// recreated, versions rolled back) and until an observation validates the
+    /// key again: Decrypt then refuses before calling Transit.
+    pub fn identity_refused(&self) -> bool {
+        self.read().identity_contradicted
+    }
+
     /// Error classes of the last failed probes, for diagnostics.
     pub fn error_classes(&self) -> (Option<ErrorClass>, Option<ErrorClass>) {
         let inner = self.read();
@@ -113,15 +123,42 @@ impl StatusCache {
 
     pub(super) fn metadata_succeeded(&self, registry: Arc<Registry>) {
         let mut inner = self.write();
+        // A new active key must pass its own deep probe before Status is healthy.
+        let active_changed = inner
+            .registry
+            .as_ref()
+            .is_some_and(|old| old.active().key_id != registry.active().key_id);
+        if active_changed {
+            inner.deep_ok = false;
+            inner.deep_reason = None;
+            inner.deep_class = None;
+        }
         inner.registry = Some(registry);
         inner.metadata_ok = true;
         inner.metadata_reason = None;
         inner.metadata_class = None;
+        inner.identity_contradicted = false;
         inner.last_metadata_success = Some((Instant::now(), SystemTime::now()));
+    }
+
+    /// Publishes a registry with newly discovered identities; the active key
+    /// is unchanged (discovery never promotes), so health is untouched.
+    pub(super) fn publish_registry(&self, registry: Arc<Registry>) {
+        let mut inner = self.write();
+        let same_active = inner
+            .registry
+            .as_ref()
+            .is_none_or(|old| old.active().key_id == registry.active().key_id);
+        if same_active {
+            inner.registry = Some(registry);
+        }
     }
 
     pub(super) fn metadata_failed(&self, reason: Reason, class: Option<ErrorClass>) {
         let mut inner = self.write();
+        let contradicted = matches!(reason, Reason::ProfileInvalid | Reason::VersionRollback)
+            || (reason == Reason::MetadataReadFailed && class == Some(ErrorClass::NotFound));
+        inner.identity_contradicted |= contradicted;
         inner.metadata_ok = false;
         inner.metadata_reason = Some(reason);
         inner.metadata_class = class;

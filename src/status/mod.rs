@@ -3,12 +3,14 @@
 
 mod breaker;
 mod cache;
+mod discovery;
 mod probe;
 mod profile;
 mod reason;
 mod scheduler;
 
 pub use cache::{StatusCache, Unhealthy};
+pub use discovery::Discovery;
 pub use probe::Prober;
 pub use profile::check_profile;
 pub use reason::Reason;

@@ -7,9 +7,9 @@ use super::breaker::Breaker;
 use super::cache::StatusCache;
 use super::profile::check_profile;
 use super::reason::Reason;
-use crate::identity::{DEEP_PROBE_AAD, Scope};
-use crate::openbao::{ErrorClass, Transit};
-use crate::registry::Registry;
+use crate::identity::DEEP_PROBE_AAD;
+use crate::openbao::{ErrorClass, KeyMetadata, Transit};
+use crate::registry::{Keeper, Mode, Published};
 use ring::rand::SecureRandom as _;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::time::Instant;
@@ -27,26 +27,19 @@ enum Breakers {
 
 pub struct Prober {
     transit: Arc<Transit>,
-    scope: Arc<Scope>,
+    keeper: Arc<Keeper>,
     cache: Arc<StatusCache>,
-    reject_rollback: bool,
     gate: tokio::sync::Mutex<()>,
     metadata_breaker: Mutex<Breaker>,
     deep_breaker: Mutex<Breaker>,
 }
 
 impl Prober {
-    pub fn new(
-        transit: Arc<Transit>,
-        scope: Arc<Scope>,
-        cache: Arc<StatusCache>,
-        reject_rollback: bool,
-    ) -> Self {
+    pub fn new(transit: Arc<Transit>, keeper: Arc<Keeper>, cache: Arc<StatusCache>) -> Self {
         Self {
             transit,
-            scope,
+            keeper,
             cache,
-            reject_rollback,
             gate: tokio::sync::Mutex::new(()),
             metadata_breaker: Mutex::new(Breaker::default()),
             deep_breaker: Mutex::new(Breaker::default()),
@@ -151,7 +144,8 @@ impl Prober {
         }
     }
 
-    async fn observe_metadata(&self) -> Result<Checked, ProbeError> {
+    /// Reads and validates live metadata (upsert policy, key profile).
+    async fn read_metadata(&self) -> Result<KeyMetadata, ProbeError> {
         match self.transit.disable_upsert().await {
             Ok(true) => {}
             Ok(false) => return Err((Reason::UpsertAllowed, None)),
@@ -163,20 +157,49 @@ impl Prober {
             .await
             .map_err(|e| (Reason::MetadataReadFailed, Some(e.class)))?;
         check_profile(&meta).map_err(|r| (r, None))?;
-        let registry = match self.cache.registry() {
-            Some(existing) => existing,
-            None => Arc::new(Registry::bootstrap(&self.scope, &meta).map_err(|r| (r, None))?),
+        Ok(meta)
+    }
+
+    /// Hands the metadata to the keeper, which persists before we publish.
+    /// File I/O (with fsync) runs off the async workers.
+    fn keep(&self, meta: &KeyMetadata, mode: Mode) -> Result<Published, ProbeError> {
+        let now = unix_now();
+        tokio::task::block_in_place(|| self.keeper.observe(meta, mode, now)).map_err(|r| (r, None))
+    }
+
+    async fn observe_metadata(&self) -> Result<Checked, ProbeError> {
+        let meta = self.read_metadata().await?;
+        let published = self.keep(&meta, Mode::Observe)?;
+        Ok(Checked {
+            registry: published.registry,
+            blocked: published.encryption_blocked,
+        })
+    }
+
+    /// Unknown-key_id discovery: the same validation as a metadata probe, but
+    /// it only records new identities (never counts, never promotes) and
+    /// publishes the registry without touching probe health.
+    pub async fn discover_cycle(&self) -> bool {
+        let _gate = self.gate.lock().await;
+        let result = match self.read_metadata().await {
+            Ok(meta) => self.keep(&meta, Mode::Discover),
+            Err(e) => Err(e),
         };
-        match registry.validate_against(&meta, self.reject_rollback) {
-            Ok(()) => Ok(Checked {
-                registry,
-                blocked: false,
-            }),
-            Err(Reason::EncryptionBlocked) => Ok(Checked {
-                registry,
-                blocked: true,
-            }),
-            Err(reason) => Err((reason, None)),
+        match result {
+            Ok(published) => {
+                self.cache.publish_registry(published.registry);
+                tracing::info!(result = "ok", "status.discovery");
+                true
+            }
+            Err((reason, class)) => {
+                tracing::warn!(
+                    result = "failed",
+                    reason = reason.as_str(),
+                    error_class = class.map_or("none", ErrorClass::as_str),
+                    "status.discovery"
+                );
+                false
+            }
         }
     }
 
@@ -223,8 +246,14 @@ impl Prober {
     }
 }
 
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// A validated registry and whether encryption is blocked by `min_encryption_version`.
 struct Checked {
-    registry: Arc<Registry>,
+    registry: Arc<crate::registry::Registry>,
     blocked: bool,
 }

@@ -15,6 +15,7 @@ pub mod jwt;
 pub mod openbao;
 pub mod provider;
 pub mod tmp;
+pub mod users;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

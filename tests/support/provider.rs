@@ -35,6 +35,8 @@ pub struct Setup {
     pub log_level: &'static str,
     pub login_before_expiry: &'static str,
     pub renewal_increment: &'static str,
+    pub activation_delay: &'static str,
+    pub stable_count: u32,
     pub jwt_claims: Claims,
 }
 
@@ -55,6 +57,8 @@ impl Setup {
             log_level: "debug",
             login_before_expiry: "5m",
             renewal_increment: "1h",
+            activation_delay: "2m",
+            stable_count: 3,
             jwt_claims: Claims::valid_for(Duration::from_secs(3600)),
         }
     }
@@ -117,6 +121,9 @@ status:
   statusMaxStaleness: {stale}
 state:
   path: {state}
+rotation:
+  activationDelay: {activation}
+  requireStableObservationCount: {stable}
 logging:
   level: {level}
   format: json
@@ -145,6 +152,8 @@ logging:
         level = setup.log_level,
         login_before = setup.login_before_expiry,
         renewal = setup.renewal_increment,
+        activation = setup.activation_delay,
+        stable = setup.stable_count,
     )
 }
 
@@ -166,7 +175,10 @@ impl Provider {
         lab.write_jwt(&jwt, &setup.jwt_claims);
         let config = files.path().join("config.yaml");
         let socket = socket_dir.path().join("kms.sock");
-        let state = files.path().join("state/key-registry.json");
+        let state_dir = files.path().join("state");
+        fs::create_dir(&state_dir).expect("create state dir");
+        chmod(&state_dir, 0o750);
+        let state = state_dir.join("key-registry.json");
         fs::write(&config, render(setup, &socket, &ca, &jwt, &state)).expect("write config");
         chmod(&config, 0o640);
         Provider {
@@ -294,6 +306,15 @@ impl Provider {
 
     pub fn files_dir(&self) -> &Path {
         self.files.path()
+    }
+
+    /// The registry state file and its checkpoint.
+    pub fn state_file(&self) -> PathBuf {
+        self.files.path().join("state/key-registry.json")
+    }
+
+    pub fn checkpoint_file(&self) -> PathBuf {
+        self.files.path().join("state/key-registry.json.checkpoint")
     }
 }
 
