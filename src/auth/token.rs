@@ -13,6 +13,7 @@
 
 use super::backoff::{failure_backoff, recovery_spacing, with_jitter};
 use super::jwt::{JwtChecks, JwtError, read_jwt_file, validate_claims};
+use crate::observe::metrics::Metrics;
 use crate::openbao::{AuthApi, AuthGrant, OpenBaoError};
 use crate::secret::SecretString;
 use std::fmt;
@@ -105,6 +106,7 @@ pub struct TokenManager {
     api: AuthApi,
     settings: TokenSettings,
     state: Mutex<State>,
+    metrics: std::sync::OnceLock<Arc<Metrics>>,
 }
 
 fn unix_now() -> i64 {
@@ -119,7 +121,13 @@ impl TokenManager {
             api,
             settings,
             state: Mutex::new(State::default()),
+            metrics: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Counts logins and renewals in `metrics`.
+    pub fn set_metrics(&self, metrics: Arc<Metrics>) {
+        let _ = self.metrics.set(metrics);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -284,12 +292,17 @@ impl TokenManager {
                         };
                         if self.accept(&mut state, value, &grant).is_ok() {
                             tracing::debug!(status = "ok", "auth.renewal");
+                            self.count_renewal("ok");
                             return Ok(());
                         }
                     }
                     tracing::info!(status = "superseded", "auth.renewal");
+                    self.count_renewal("superseded");
                 }
-                Err(e) => tracing::warn!(status = "auth_failed", error = %e, "auth.renewal"),
+                Err(e) => {
+                    tracing::warn!(status = "auth_failed", error = %e, "auth.renewal");
+                    self.count_renewal(e.class.as_str());
+                }
             }
         }
         let jwt = read_jwt_file(&self.settings.jwt_file).map_err(AuthError::Jwt)?;
@@ -325,7 +338,16 @@ impl TokenManager {
         Ok(())
     }
 
+    fn count_renewal(&self, status: &str) {
+        if let Some(metrics) = self.metrics.get() {
+            metrics.auth_renewal(status);
+        }
+    }
+
     fn finish(&self, result: Result<(), AuthError>) {
+        if let Some(metrics) = self.metrics.get() {
+            metrics.auth_login(result.map_or_else(AuthError::status, |()| "ok"));
+        }
         let mut state = self.lock();
         state.flight = None;
         match result {

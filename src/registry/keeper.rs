@@ -79,6 +79,12 @@ impl Keeper {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// True while a state save failed and has not been recovered.
+    pub fn persistence_degraded(&self) -> bool {
+        let inner = self.lock();
+        inner.failed_attempt.is_some() || inner.broken
+    }
+
     /// Generation of the durable state, if any.
     pub fn generation(&self) -> Option<u64> {
         self.lock().confirmed.as_ref().map(|s| s.generation)

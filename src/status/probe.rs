@@ -8,6 +8,7 @@ use super::cache::StatusCache;
 use super::profile::check_profile;
 use super::reason::Reason;
 use crate::identity::DEEP_PROBE_AAD;
+use crate::observe::metrics::Metrics;
 use crate::openbao::{ErrorClass, KeyMetadata, Transit};
 use crate::registry::{Keeper, Mode, Published};
 use ring::rand::SecureRandom as _;
@@ -32,6 +33,7 @@ pub struct Prober {
     gate: tokio::sync::Mutex<()>,
     metadata_breaker: Mutex<Breaker>,
     deep_breaker: Mutex<Breaker>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Prober {
@@ -43,7 +45,23 @@ impl Prober {
             gate: tokio::sync::Mutex::new(()),
             metadata_breaker: Mutex::new(Breaker::default()),
             deep_breaker: Mutex::new(Breaker::default()),
+            metrics: None,
         }
+    }
+
+    /// Counts metadata observations in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Whether the metadata probe's circuit breaker is open right now.
+    pub fn metadata_breaker_open(&self) -> bool {
+        !Self::breaker_allows(&self.metadata_breaker, Breakers::Respect)
+    }
+
+    pub fn keeper(&self) -> &Arc<Keeper> {
+        &self.keeper
     }
 
     pub fn cache(&self) -> &Arc<StatusCache> {
@@ -67,6 +85,14 @@ impl Prober {
         let _gate = self.gate.lock().await;
         let metadata = self.metadata_probe(breakers).await;
         self.log_probe("metadata", &metadata);
+        if let Some(metrics) = &self.metrics {
+            let status = match &metadata {
+                Ok(()) => "ok",
+                Err((_, Some(class))) => class.as_str(),
+                Err((reason, None)) => reason.as_str(),
+            };
+            metrics.metadata_observation(status);
+        }
         let run_deep = (deep_due || self.cache.deep_required()) && !self.cache.encryption_blocked();
         if metadata.is_ok() && run_deep {
             let deep = self.deep_probe(breakers).await;
