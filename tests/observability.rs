@@ -329,3 +329,63 @@ async fn ready_turns_503_with_its_reason_while_openbao_is_away_and_recovers() {
         "ok"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn debug_correlation_hashes_request_uids_only_within_its_ttl() {
+    let lab = Lab::start();
+    let setup = Setup {
+        correlation: Some(("INC-2042", "3s")),
+        ..Setup::new(&lab)
+    };
+    let provider = Provider::start(&lab, &setup);
+    let mut client = provider.client().await;
+    client
+        .encrypt(EncryptRequest {
+            plaintext: marked_seed(1),
+            uid: UID_MARKER.into(),
+        })
+        .await
+        .unwrap();
+    let hash = bao_kms_provider::identity::hash_value(UID_MARKER);
+    let logs = provider.stderr_text();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("kms.encrypt"))
+        .expect("a kms.request line");
+    let event: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(event["message"], "kms.request");
+    assert_eq!(event["request_uid_hash"], hash.as_str());
+    assert_eq!(event["debug_correlation_incident"], "INC-2042");
+    assert!(
+        event["debug_correlation_expires_at"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+    assert!(event["ts"].as_str().unwrap().ends_with('Z') && event["level"] == "DEBUG");
+    assert!(
+        logs.contains("openbao_request_id"),
+        "request ids are logged while enabled"
+    );
+
+    // Past the TTL the extra fields disappear without a restart.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let seen = provider.stderr_text().len();
+    client
+        .encrypt(EncryptRequest {
+            plaintext: marked_seed(2),
+            uid: UID_MARKER.into(),
+        })
+        .await
+        .unwrap();
+    let later = &provider.stderr_text()[seen..];
+    let line = later
+        .lines()
+        .find(|l| l.contains("kms.encrypt"))
+        .expect("a later kms.request line");
+    assert!(
+        !line.contains("request_uid_hash") && !line.contains("INC-2042"),
+        "{line}"
+    );
+    assert_clean("logs", &provider.logs(), &provider);
+}

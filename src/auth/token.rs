@@ -13,13 +13,14 @@
 
 use super::backoff::{failure_backoff, recovery_spacing, with_jitter};
 use super::jwt::{JwtChecks, JwtError, read_jwt_file, validate_claims};
+use crate::clock::unix_now;
 use crate::observe::metrics::Metrics;
 use crate::openbao::{AuthApi, AuthGrant, OpenBaoError};
 use crate::secret::SecretString;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -107,12 +108,6 @@ pub struct TokenManager {
     settings: TokenSettings,
     state: Mutex<State>,
     metrics: std::sync::OnceLock<Arc<Metrics>>,
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 impl TokenManager {

@@ -204,9 +204,17 @@ fn observe<T>(
     metrics: Option<&Metrics>,
     method: &'static str,
     started: Instant,
-    key_id_hash: Option<&str>,
+    (key_id_hash, uid): (Option<&str>, Option<&str>),
     result: &Result<T, KmsError>,
 ) {
+    // Request uids are correlated (hashed) only inside an active debug window.
+    let correlation =
+        uid.and_then(|uid| crate::observe::logging::correlation().map(|c| (hash_value(uid), c)));
+    let request_uid_hash = correlation.as_ref().map(|(h, _)| h.as_str());
+    let incident = correlation.as_ref().map(|(_, (incident, _))| *incident);
+    let expires = correlation
+        .as_ref()
+        .map(|(_, (_, expires))| expires.as_str());
     let elapsed = started.elapsed();
     let duration_ms = elapsed.as_secs_f64() * 1000.0;
     let operation = match method {
@@ -221,6 +229,9 @@ fn observe<T>(
                 status = "ok",
                 duration_ms,
                 key_id_hash,
+                request_uid_hash,
+                debug_correlation_incident = incident,
+                debug_correlation_expires_at = expires,
                 "kms.request"
             );
             "ok"
@@ -234,6 +245,9 @@ fn observe<T>(
                 error_class = class,
                 duration_ms,
                 key_id_hash,
+                request_uid_hash,
+                debug_correlation_incident = incident,
+                debug_correlation_expires_at = expires,
                 "kms.request"
             );
             status
@@ -267,7 +281,7 @@ impl KeyManagementService for KmsService {
                 self.metrics.as_deref(),
                 "status",
                 started,
-                None,
+                (None, None),
                 &Err::<(), _>(*e),
             );
         }
@@ -291,7 +305,7 @@ impl KeyManagementService for KmsService {
             self.metrics.as_deref(),
             "status",
             started,
-            None,
+            (None, None),
             &Ok::<(), KmsError>(()),
         );
         Ok(Response::new(StatusResponse {
@@ -306,16 +320,17 @@ impl KeyManagementService for KmsService {
         request: Request<DecryptRequest>,
     ) -> Result<Response<DecryptResponse>, Status> {
         let started = Instant::now();
-        let request = request.into_inner();
+        let mut request = request.into_inner();
         let hash = KeyId::parse(&request.key_id)
             .ok()
             .map(|id| hash_value(id.as_str()));
+        let uid = std::mem::take(&mut request.uid);
         let result = self.decrypt_inner(request).await;
         observe(
             self.metrics.as_deref(),
             "decrypt",
             started,
-            hash.as_deref(),
+            (hash.as_deref(), Some(&uid)),
             &result,
         );
         result.map(Response::new).map_err(Status::from)
@@ -326,13 +341,15 @@ impl KeyManagementService for KmsService {
         request: Request<EncryptRequest>,
     ) -> Result<Response<EncryptResponse>, Status> {
         let started = Instant::now();
-        let result = self.encrypt_inner(request.into_inner()).await;
+        let mut request = request.into_inner();
+        let uid = std::mem::take(&mut request.uid);
+        let result = self.encrypt_inner(request).await;
         let hash = result.as_ref().ok().map(|r| hash_value(&r.key_id));
         observe(
             self.metrics.as_deref(),
             "encrypt",
             started,
-            hash.as_deref(),
+            (hash.as_deref(), Some(&uid)),
             &result,
         );
         result.map(Response::new).map_err(Status::from)

@@ -155,11 +155,13 @@ impl HttpClient {
         if let Some(metrics) = &self.metrics {
             metrics.openbao_request(op.label(), status, elapsed);
         }
+        let request_id = result.as_ref().ok().and_then(request_id);
         tracing::debug!(
             operation = "openbao.request",
             openbao_operation = op.name(),
             status,
             duration_ms = elapsed.as_secs_f64() * 1000.0,
+            openbao_request_id = request_id.as_deref(),
             "openbao.request"
         );
         result
@@ -219,6 +221,22 @@ impl HttpClient {
             status: Some(status),
         })
     }
+}
+
+/// The response's `request_id`, when logging them is enabled and it is sane.
+fn request_id(answer: &Answer) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct WithId {
+        #[serde(default)]
+        request_id: String,
+    }
+    if !crate::observe::logging::request_ids_enabled() {
+        return None;
+    }
+    let id = serde_json::from_slice::<WithId>(&answer.body)
+        .ok()?
+        .request_id;
+    crate::observe::logging::usable_request_id(&id).then_some(id)
 }
 
 /// Percent-encodes everything outside the unreserved set, keeping `/` as the

@@ -7,6 +7,7 @@ use super::breaker::Breaker;
 use super::cache::StatusCache;
 use super::profile::check_profile;
 use super::reason::Reason;
+use crate::clock::unix_now;
 use crate::identity::DEEP_PROBE_AAD;
 use crate::observe::metrics::Metrics;
 use crate::openbao::{ErrorClass, KeyMetadata, Transit};
@@ -112,10 +113,16 @@ impl Prober {
 
     fn log_probe(&self, kind: &'static str, result: &Result<(), ProbeError>) {
         match result {
-            Ok(()) => tracing::debug!(probe = kind, result = "ok", "status.probe"),
+            Ok(()) => tracing::debug!(
+                operation = "status.probe",
+                probe_kind = kind,
+                status = "ok",
+                "status.probe"
+            ),
             Err((reason, class)) => tracing::warn!(
-                probe = kind,
-                result = "failed",
+                operation = "status.probe",
+                probe_kind = kind,
+                status = class.map_or(reason.as_str(), ErrorClass::as_str),
                 reason = reason.as_str(),
                 error_class = class.map_or("none", ErrorClass::as_str),
                 "status.probe"
@@ -270,12 +277,6 @@ impl Prober {
             Err((Reason::DeepProbeInvalid, None))
         }
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// A validated registry and whether encryption is blocked by `min_encryption_version`.

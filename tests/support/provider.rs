@@ -40,6 +40,8 @@ pub struct Setup {
     /// `host:port` of /metrics and /live, /ready (free loopback ports by default).
     pub metrics_address: String,
     pub health_address: String,
+    /// `(incidentId, ttl)` to enable debug correlation.
+    pub correlation: Option<(&'static str, &'static str)>,
     pub jwt_claims: Claims,
 }
 
@@ -73,6 +75,7 @@ impl Setup {
             stable_count: 3,
             metrics_address: format!("127.0.0.1:{}", free_port()),
             health_address: format!("127.0.0.1:{}", free_port()),
+            correlation: None,
             jwt_claims: Claims::valid_for(Duration::from_secs(3600)),
         }
     }
@@ -145,7 +148,7 @@ rotation:
 logging:
   level: {level}
   format: json
-"#,
+{correlation}"#,
         socket = socket.display(),
         decrypt = setup.max_concurrent_decrypt,
         address = setup.address,
@@ -172,6 +175,9 @@ logging:
         renewal = setup.renewal_increment,
         activation = setup.activation_delay,
         metrics = setup.metrics_address,
+        correlation = setup.correlation.map_or(String::new(), |(incident, ttl)| format!(
+            "  debugCorrelation:\n    enabled: true\n    incidentId: {incident}\n    ttl: {ttl}\n"
+        )),
         health = setup.health_address,
         stable = setup.stable_count,
     )
