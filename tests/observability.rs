@@ -389,3 +389,137 @@ async fn debug_correlation_hashes_request_uids_only_within_its_ttl() {
     );
     assert_clean("logs", &provider.logs(), &provider);
 }
+
+/// Every metric name a query mentions, in text order.
+fn metric_names(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for (i, _) in text
+        .match_indices("openbao_kms_")
+        .chain(text.match_indices("process_"))
+    {
+        if i > 0 && text.as_bytes()[i - 1].is_ascii_alphanumeric() {
+            continue;
+        }
+        let name: String = text[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        names.push(name);
+    }
+    names
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alert_rules_and_dashboard_query_only_exported_metrics() {
+    let lab = Lab::start();
+    // Renew on every use after a second, and shed all but one decrypt, so the
+    // renewal and rejection series exist in the scrape.
+    let setup = Setup {
+        login_before_expiry: "59m59s",
+        max_concurrent_decrypt: 1,
+        ..quiet(&lab)
+    };
+    let provider = Provider::start(&lab, &setup);
+    let mut client = provider.client().await;
+    let sealed = client
+        .encrypt(EncryptRequest {
+            plaintext: marked_seed(1),
+            uid: "u".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut calls = Vec::new();
+    for _ in 0..30 {
+        let mut c = client.clone();
+        let req = DecryptRequest {
+            ciphertext: sealed.ciphertext.clone(),
+            uid: "u".into(),
+            key_id: sealed.key_id.clone(),
+            annotations: sealed.annotations.clone(),
+        };
+        calls.push(tokio::spawn(async move { c.decrypt(req).await }));
+    }
+    for call in calls {
+        let _ = call.await.unwrap();
+    }
+    // One refusal of each kind the rules watch.
+    let mut tampered = DecryptRequest {
+        ciphertext: sealed.ciphertext.clone(),
+        uid: "u".into(),
+        key_id: sealed.key_id.clone(),
+        annotations: sealed.annotations.clone(),
+    };
+    tampered
+        .annotations
+        .insert("transit-key-version.kms.openbao.org".into(), b"7".to_vec());
+    client.decrypt(tampered.clone()).await.unwrap_err();
+    tampered.key_id = "obk2.ig7zS9_yvQrdlcvWgJUhA5q_fQYupc5jRX5MzhAMQSk".into();
+    client.decrypt(tampered).await.unwrap_err();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    client
+        .encrypt(EncryptRequest {
+            plaintext: marked_seed(2),
+            uid: "u".into(),
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let scrape = http("GET", &provider.metrics_address, "/metrics").1;
+    let mut exported = std::collections::HashSet::new();
+    for line in scrape.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let mut parts = line.split_whitespace();
+        let (name, kind) = (parts.next().unwrap(), parts.next().unwrap());
+        exported.insert(name.to_owned());
+        match kind {
+            "counter" => {
+                exported.insert(format!("{}_total", name.trim_end_matches("_total")));
+            }
+            "histogram" => {
+                for suffix in ["_bucket", "_count", "_sum"] {
+                    exported.insert(format!("{name}{suffix}"));
+                }
+            }
+            _ => {}
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let rules: serde_norway::Value = serde_norway::from_str(
+        &std::fs::read_to_string(root.join("prometheus/rules/openbao-kms.rules.yaml")).unwrap(),
+    )
+    .unwrap();
+    let mut queries = Vec::new();
+    for rule in rules["groups"][0]["rules"].as_sequence().unwrap() {
+        queries.push(rule["expr"].as_str().unwrap().to_owned());
+    }
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("grafana/dashboards/openbao-kms-overview.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            queries.push(target["expr"].as_str().unwrap().to_owned());
+        }
+    }
+    queries.push(
+        dashboard["templating"]["list"][0]["query"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    );
+    assert!(queries.len() > 30);
+    for query in &queries {
+        let names = metric_names(query);
+        assert!(
+            !names.is_empty(),
+            "a query without a provider metric: {query}"
+        );
+        for name in names {
+            assert!(
+                exported.contains(&name),
+                "{name} is not exported (query: {query})"
+            );
+        }
+    }
+}
