@@ -13,12 +13,14 @@
 
 use super::backoff::{failure_backoff, recovery_spacing, with_jitter};
 use super::jwt::{JwtChecks, JwtError, read_jwt_file, validate_claims};
+use crate::clock::unix_now;
+use crate::observe::metrics::Metrics;
 use crate::openbao::{AuthApi, AuthGrant, OpenBaoError};
 use crate::secret::SecretString;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -105,12 +107,7 @@ pub struct TokenManager {
     api: AuthApi,
     settings: TokenSettings,
     state: Mutex<State>,
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    metrics: std::sync::OnceLock<Arc<Metrics>>,
 }
 
 impl TokenManager {
@@ -119,7 +116,13 @@ impl TokenManager {
             api,
             settings,
             state: Mutex::new(State::default()),
+            metrics: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Counts logins and renewals in `metrics`.
+    pub fn set_metrics(&self, metrics: Arc<Metrics>) {
+        let _ = self.metrics.set(metrics);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -284,12 +287,17 @@ impl TokenManager {
                         };
                         if self.accept(&mut state, value, &grant).is_ok() {
                             tracing::debug!(status = "ok", "auth.renewal");
+                            self.count_renewal("ok");
                             return Ok(());
                         }
                     }
                     tracing::info!(status = "superseded", "auth.renewal");
+                    self.count_renewal("superseded");
                 }
-                Err(e) => tracing::warn!(status = "auth_failed", error = %e, "auth.renewal"),
+                Err(e) => {
+                    tracing::warn!(status = "auth_failed", error = %e, "auth.renewal");
+                    self.count_renewal(e.class.as_str());
+                }
             }
         }
         let jwt = read_jwt_file(&self.settings.jwt_file).map_err(AuthError::Jwt)?;
@@ -325,7 +333,16 @@ impl TokenManager {
         Ok(())
     }
 
+    fn count_renewal(&self, status: &str) {
+        if let Some(metrics) = self.metrics.get() {
+            metrics.auth_renewal(status);
+        }
+    }
+
     fn finish(&self, result: Result<(), AuthError>) {
+        if let Some(metrics) = self.metrics.get() {
+            metrics.auth_login(result.map_or_else(AuthError::status, |()| "ok"));
+        }
         let mut state = self.lock();
         state.flight = None;
         match result {

@@ -315,6 +315,7 @@ fn execute(cli: Cli) -> Result<(), Failure> {
         Command::Serve => {
             let config = load_config(&cli, FsChecks::Check)?;
             crate::observe::logging::init(config.logging.level, config.logging.format);
+            crate::observe::logging::configure(&config.logging);
             runtime()?
                 .block_on(crate::runtime::serve(config))
                 .map_err(|e| Failure::new(EXIT_RUNTIME, e.to_string()))

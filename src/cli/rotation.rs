@@ -2,8 +2,9 @@
 //! read the local registry and live Transit metadata, explain or apply an
 //! operator transition. OpenBao is only ever read, never modified.
 
-use super::fields::{Fields, rfc3339};
+use super::fields::Fields;
 use super::{EXIT_CHECK_FAILED, Failure};
+use crate::clock::{rfc3339, unix_now};
 use crate::config::Config;
 use crate::identity::{Scope, hash_value};
 use crate::openbao::KeyMetadata;
@@ -40,12 +41,6 @@ impl Context {
                 .unwrap_or(i64::MAX),
         }
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Authenticates with the configured credentials and reads key metadata.

@@ -20,15 +20,18 @@ pub struct Limits {
     status: Arc<Semaphore>,
     encrypt: Arc<Semaphore>,
     decrypt: Arc<Semaphore>,
+    max: [usize; 3],
 }
 
 impl Limits {
     pub fn new(status: u32, encrypt: u32, decrypt: u32) -> Self {
-        let slots = |n: u32| Arc::new(Semaphore::new(usize::try_from(n).unwrap_or(1)));
+        let size = |n: u32| usize::try_from(n).unwrap_or(1);
+        let max = [size(status), size(encrypt), size(decrypt)];
         Self {
-            status: slots(status),
-            encrypt: slots(encrypt),
-            decrypt: slots(decrypt),
+            status: Arc::new(Semaphore::new(max[0])),
+            encrypt: Arc::new(Semaphore::new(max[1])),
+            decrypt: Arc::new(Semaphore::new(max[2])),
+            max,
         }
     }
 
@@ -36,6 +39,16 @@ impl Limits {
         Arc::clone(semaphore)
             .try_acquire_owned()
             .map_err(|_| KmsError::ConcurrencyLimit)
+    }
+
+    /// Handlers currently holding a slot, per method.
+    pub fn in_flight(&self) -> Vec<(&'static str, u64)> {
+        let used = |s: &Semaphore, max: usize| max.saturating_sub(s.available_permits()) as u64;
+        vec![
+            ("status", used(&self.status, self.max[0])),
+            ("encrypt", used(&self.encrypt, self.max[1])),
+            ("decrypt", used(&self.decrypt, self.max[2])),
+        ]
     }
 
     pub fn status(&self) -> Result<OwnedSemaphorePermit, KmsError> {
@@ -72,5 +85,9 @@ mod tests {
         let _a = limits.decrypt().unwrap();
         let _b = limits.decrypt().unwrap();
         assert!(limits.decrypt().is_err());
+        assert_eq!(
+            limits.in_flight(),
+            vec![("status", 0), ("encrypt", 0), ("decrypt", 2)]
+        );
     }
 }

@@ -4,7 +4,7 @@
 //! reads only the cache; Encrypt always names the key version explicitly and
 //! returns the key_id of the snapshot Status reports.
 
-use super::error::KmsError;
+use super::error::{KmsError, code_label};
 use super::limits::{ANNOTATIONS_LIMIT, FIELD_LIMIT, Limits, annotations_size};
 use super::proto::key_management_service_server::KeyManagementService;
 use super::proto::{
@@ -14,6 +14,7 @@ use crate::identity::{
     AadMode, AnnotationError, KeyId, KeySnapshot, SnapshotState, build_annotations, canonical_aad,
     check_against_snapshot, hash_value, parse_annotations,
 };
+use crate::observe::metrics::Metrics;
 use crate::openbao::{ErrorClass, OpenBaoError, Operation, Transit};
 use crate::secret::SecretBytes;
 use crate::status::{Discovery, StatusCache};
@@ -33,6 +34,7 @@ pub struct KmsService {
     transit: Arc<Transit>,
     limits: Limits,
     timeout: Duration,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl KmsService {
@@ -50,7 +52,14 @@ impl KmsService {
             transit,
             limits,
             timeout,
+            metrics: None,
         }
+    }
+
+    /// Counts requests in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Finds the snapshot for `key_id`; a well-formed but unknown key_id gets
@@ -190,32 +199,71 @@ impl KmsService {
     }
 }
 
-/// Logs one finished request with bounded fields only.
+/// Logs and counts one finished request with bounded fields only.
 fn observe<T>(
+    metrics: Option<&Metrics>,
     method: &'static str,
     started: Instant,
-    key_id_hash: Option<&str>,
+    (key_id_hash, uid): (Option<&str>, Option<&str>),
     result: &Result<T, KmsError>,
 ) {
-    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-    match result {
-        Ok(_) => tracing::debug!(
-            method,
-            grpc_code = "OK",
-            duration_ms,
-            key_id_hash,
-            "kms.request"
-        ),
+    // Request uids are correlated (hashed) only inside an active debug window.
+    let correlation =
+        uid.and_then(|uid| crate::observe::logging::correlation().map(|c| (hash_value(uid), c)));
+    let request_uid_hash = correlation.as_ref().map(|(h, _)| h.as_str());
+    let incident = correlation.as_ref().map(|(_, (incident, _))| *incident);
+    let expires = correlation
+        .as_ref()
+        .map(|(_, (_, expires))| expires.as_str());
+    let elapsed = started.elapsed();
+    let duration_ms = elapsed.as_secs_f64() * 1000.0;
+    let operation = match method {
+        "status" => "kms.status",
+        "encrypt" => "kms.encrypt",
+        _ => "kms.decrypt",
+    };
+    let status = match result {
+        Ok(_) => {
+            tracing::debug!(
+                operation,
+                status = "ok",
+                duration_ms,
+                key_id_hash,
+                request_uid_hash,
+                debug_correlation_incident = incident,
+                debug_correlation_expires_at = expires,
+                "kms.request"
+            );
+            "ok"
+        }
         Err(e) => {
             let (code, _, class) = e.parts();
+            let status = code_label(code);
             tracing::warn!(
-                method,
-                grpc_code = ?code,
+                operation,
+                status,
                 error_class = class,
                 duration_ms,
                 key_id_hash,
+                request_uid_hash,
+                debug_correlation_incident = incident,
+                debug_correlation_expires_at = expires,
                 "kms.request"
             );
+            status
+        }
+    };
+    if let Some(metrics) = metrics {
+        metrics.kms_request(method, status, elapsed);
+        if let Err(e) = result {
+            match e.class() {
+                "concurrency_limit" => metrics.concurrency_rejected(method),
+                reason @ ("aad_missing" | "aad_mismatch" | "annotation_invalid") => {
+                    metrics.aad_error(reason)
+                }
+                reason @ ("key_id_malformed" | "key_id_unknown") => metrics.key_id_error(reason),
+                _ => {}
+            }
         }
     }
 }
@@ -226,7 +274,18 @@ impl KeyManagementService for KmsService {
         &self,
         _request: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
-        let _slot = self.limits.status()?;
+        let started = Instant::now();
+        let slot = self.limits.status();
+        if let Err(e) = &slot {
+            observe(
+                self.metrics.as_deref(),
+                "status",
+                started,
+                (None, None),
+                &Err::<(), _>(*e),
+            );
+        }
+        let _slot = slot?;
         let healthy = self
             .cache
             .healthy_active()
@@ -242,6 +301,13 @@ impl KeyManagementService for KmsService {
             }
             None => ("unhealthy", String::new()),
         };
+        observe(
+            self.metrics.as_deref(),
+            "status",
+            started,
+            (None, None),
+            &Ok::<(), KmsError>(()),
+        );
         Ok(Response::new(StatusResponse {
             version: API_VERSION.to_owned(),
             healthz: healthz.to_owned(),
@@ -254,12 +320,19 @@ impl KeyManagementService for KmsService {
         request: Request<DecryptRequest>,
     ) -> Result<Response<DecryptResponse>, Status> {
         let started = Instant::now();
-        let request = request.into_inner();
+        let mut request = request.into_inner();
         let hash = KeyId::parse(&request.key_id)
             .ok()
             .map(|id| hash_value(id.as_str()));
+        let uid = std::mem::take(&mut request.uid);
         let result = self.decrypt_inner(request).await;
-        observe("Decrypt", started, hash.as_deref(), &result);
+        observe(
+            self.metrics.as_deref(),
+            "decrypt",
+            started,
+            (hash.as_deref(), Some(&uid)),
+            &result,
+        );
         result.map(Response::new).map_err(Status::from)
     }
 
@@ -268,9 +341,17 @@ impl KeyManagementService for KmsService {
         request: Request<EncryptRequest>,
     ) -> Result<Response<EncryptResponse>, Status> {
         let started = Instant::now();
-        let result = self.encrypt_inner(request.into_inner()).await;
+        let mut request = request.into_inner();
+        let uid = std::mem::take(&mut request.uid);
+        let result = self.encrypt_inner(request).await;
         let hash = result.as_ref().ok().map(|r| hash_value(&r.key_id));
-        observe("Encrypt", started, hash.as_deref(), &result);
+        observe(
+            self.metrics.as_deref(),
+            "encrypt",
+            started,
+            (hash.as_deref(), Some(&uid)),
+            &result,
+        );
         result.map(Response::new).map_err(Status::from)
     }
 }

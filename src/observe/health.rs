@@ -54,6 +54,16 @@ pub enum Endpoints {
     Metrics(Arc<Metrics>),
 }
 
+impl Endpoints {
+    /// Which config address this listener serves, for error messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Health { .. } => "server.healthAddress",
+            Self::Metrics(_) => "server.metricsAddress",
+        }
+    }
+}
+
 fn respond(
     status: StatusCode,
     content_type: &'static str,

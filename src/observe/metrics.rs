@@ -97,6 +97,12 @@ pub trait GaugeSource: Send + Sync + 'static {
     fn gauges(&self) -> Gauges;
 }
 
+impl<T: GaugeSource> GaugeSource for Arc<T> {
+    fn gauges(&self) -> Gauges {
+        self.as_ref().gauges()
+    }
+}
+
 /// The provider's metrics.
 pub struct Metrics {
     registry: Registry,

@@ -6,6 +6,7 @@
 //! call has a whole-request deadline and response bodies are capped.
 
 use super::error::{ErrorClass, OpenBaoError, Operation};
+use crate::observe::metrics::Metrics;
 use crate::secret::SecretString;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Uri};
@@ -59,6 +60,7 @@ pub struct HttpClient {
     /// `scheme://authority` plus any path prefix, without a trailing slash.
     base: Arc<str>,
     namespace: Option<HeaderValue>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// One request to OpenBao.
@@ -128,7 +130,14 @@ impl HttpClient {
             client,
             base: address.trim_end_matches('/').into(),
             namespace,
+            metrics: None,
         })
+    }
+
+    /// Counts every call in `metrics` (set before the client is cloned).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Sends one request and returns the 2xx body (at most `limit` bytes).
@@ -136,10 +145,26 @@ impl HttpClient {
     /// The whole exchange, body included, is bounded by `timeout`.
     pub async fn send(&self, call: Call<'_>, timeout: Duration) -> Result<Answer, OpenBaoError> {
         let op = call.op;
-        match tokio::time::timeout(timeout, self.exchange(call)).await {
+        let started = std::time::Instant::now();
+        let result = match tokio::time::timeout(timeout, self.exchange(call)).await {
             Ok(result) => result,
             Err(_) => Err(OpenBaoError::new(op, ErrorClass::Timeout)),
+        };
+        let status = result.as_ref().map_or_else(|e| e.class.as_str(), |_| "ok");
+        let elapsed = started.elapsed();
+        if let Some(metrics) = &self.metrics {
+            metrics.openbao_request(op.label(), status, elapsed);
         }
+        let request_id = result.as_ref().ok().and_then(request_id);
+        tracing::debug!(
+            operation = "openbao.request",
+            openbao_operation = op.name(),
+            status,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            openbao_request_id = request_id.as_deref(),
+            "openbao.request"
+        );
+        result
     }
 
     async fn exchange(&self, call: Call<'_>) -> Result<Answer, OpenBaoError> {
@@ -196,6 +221,22 @@ impl HttpClient {
             status: Some(status),
         })
     }
+}
+
+/// The response's `request_id`, when logging them is enabled and it is sane.
+fn request_id(answer: &Answer) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct WithId {
+        #[serde(default)]
+        request_id: String,
+    }
+    if !crate::observe::logging::request_ids_enabled() {
+        return None;
+    }
+    let id = serde_json::from_slice::<WithId>(&answer.body)
+        .ok()?
+        .request_id;
+    crate::observe::logging::usable_request_id(&id).then_some(id)
 }
 
 /// Percent-encodes everything outside the unreserved set, keeping `/` as the

@@ -110,6 +110,11 @@ impl Transit {
         }
     }
 
+    /// The token manager this client authenticates with.
+    pub fn tokens(&self) -> &Arc<TokenManager> {
+        &self.auth
+    }
+
     pub async fn read_key(&self) -> Result<KeyMetadata, OpenBaoError> {
         let op = Operation::TransitMetadataRead;
         let answer = self

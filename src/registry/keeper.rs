@@ -79,6 +79,12 @@ impl Keeper {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// True while a state save failed and has not been recovered.
+    pub fn persistence_degraded(&self) -> bool {
+        let inner = self.lock();
+        inner.failed_attempt.is_some() || inner.broken
+    }
+
     /// Generation of the durable state, if any.
     pub fn generation(&self) -> Option<u64> {
         self.lock().confirmed.as_ref().map(|s| s.generation)
@@ -175,6 +181,8 @@ impl Keeper {
                     };
                     if Instant::now() >= deadline {
                         let previous = current.active_key_id.clone();
+                        let previous_version =
+                            current.active_record().map_or(0, |r| r.transit_version);
                         let next = promote(&current, &candidate, now_unix)
                             .map_err(|_| Reason::StatePublishFailed)?;
                         current = self.persist(inner, next)?;
@@ -184,7 +192,8 @@ impl Keeper {
                         tracing::info!(
                             previous_key_id_hash = %hash_value(&previous),
                             key_id_hash = %hash_value(&current.active_key_id),
-                            transit_version = version,
+                            previous_transit_key_version = previous_version,
+                            transit_key_version = version,
                             generation = current.generation,
                             "key.promoted"
                         );

@@ -7,7 +7,9 @@ use super::breaker::Breaker;
 use super::cache::StatusCache;
 use super::profile::check_profile;
 use super::reason::Reason;
+use crate::clock::unix_now;
 use crate::identity::DEEP_PROBE_AAD;
+use crate::observe::metrics::Metrics;
 use crate::openbao::{ErrorClass, KeyMetadata, Transit};
 use crate::registry::{Keeper, Mode, Published};
 use ring::rand::SecureRandom as _;
@@ -32,6 +34,7 @@ pub struct Prober {
     gate: tokio::sync::Mutex<()>,
     metadata_breaker: Mutex<Breaker>,
     deep_breaker: Mutex<Breaker>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Prober {
@@ -43,7 +46,23 @@ impl Prober {
             gate: tokio::sync::Mutex::new(()),
             metadata_breaker: Mutex::new(Breaker::default()),
             deep_breaker: Mutex::new(Breaker::default()),
+            metrics: None,
         }
+    }
+
+    /// Counts metadata observations in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Whether the metadata probe's circuit breaker is open right now.
+    pub fn metadata_breaker_open(&self) -> bool {
+        !Self::breaker_allows(&self.metadata_breaker, Breakers::Respect)
+    }
+
+    pub fn keeper(&self) -> &Arc<Keeper> {
+        &self.keeper
     }
 
     pub fn cache(&self) -> &Arc<StatusCache> {
@@ -67,6 +86,14 @@ impl Prober {
         let _gate = self.gate.lock().await;
         let metadata = self.metadata_probe(breakers).await;
         self.log_probe("metadata", &metadata);
+        if let Some(metrics) = &self.metrics {
+            let status = match &metadata {
+                Ok(()) => "ok",
+                Err((_, Some(class))) => class.as_str(),
+                Err((reason, None)) => reason.as_str(),
+            };
+            metrics.metadata_observation(status);
+        }
         let run_deep = (deep_due || self.cache.deep_required()) && !self.cache.encryption_blocked();
         if metadata.is_ok() && run_deep {
             let deep = self.deep_probe(breakers).await;
@@ -86,10 +113,16 @@ impl Prober {
 
     fn log_probe(&self, kind: &'static str, result: &Result<(), ProbeError>) {
         match result {
-            Ok(()) => tracing::debug!(probe = kind, result = "ok", "status.probe"),
+            Ok(()) => tracing::debug!(
+                operation = "status.probe",
+                probe_kind = kind,
+                status = "ok",
+                "status.probe"
+            ),
             Err((reason, class)) => tracing::warn!(
-                probe = kind,
-                result = "failed",
+                operation = "status.probe",
+                probe_kind = kind,
+                status = class.map_or(reason.as_str(), ErrorClass::as_str),
                 reason = reason.as_str(),
                 error_class = class.map_or("none", ErrorClass::as_str),
                 "status.probe"
@@ -244,12 +277,6 @@ impl Prober {
             Err((Reason::DeepProbeInvalid, None))
         }
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// A validated registry and whether encryption is blocked by `min_encryption_version`.

@@ -37,7 +37,21 @@ pub struct Setup {
     pub renewal_increment: &'static str,
     pub activation_delay: &'static str,
     pub stable_count: u32,
+    /// `host:port` of /metrics and /live, /ready (free loopback ports by default).
+    pub metrics_address: String,
+    pub health_address: String,
+    /// `(incidentId, ttl)` to enable debug correlation.
+    pub correlation: Option<(&'static str, &'static str)>,
     pub jwt_claims: Claims,
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Setup {
@@ -59,6 +73,9 @@ impl Setup {
             renewal_increment: "1h",
             activation_delay: "2m",
             stable_count: 3,
+            metrics_address: format!("127.0.0.1:{}", free_port()),
+            health_address: format!("127.0.0.1:{}", free_port()),
+            correlation: None,
             jwt_claims: Claims::valid_for(Duration::from_secs(3600)),
         }
     }
@@ -67,6 +84,8 @@ impl Setup {
 /// A running (or finished) provider process and its files.
 pub struct Provider {
     child: Option<Child>,
+    pub metrics_address: String,
+    pub health_address: String,
     pub socket: PathBuf,
     pub config: PathBuf,
     pub jwt: PathBuf,
@@ -86,6 +105,8 @@ server:
   socketMode: "0660"
   socketGroup: "0"
   maxConcurrentDecrypt: {decrypt}
+  metricsAddress: "{metrics}"
+  healthAddress: "{health}"
 openbao:
   address: {address}
   caCertFile: {ca}
@@ -127,7 +148,7 @@ rotation:
 logging:
   level: {level}
   format: json
-"#,
+{correlation}"#,
         socket = socket.display(),
         decrypt = setup.max_concurrent_decrypt,
         address = setup.address,
@@ -153,6 +174,11 @@ logging:
         login_before = setup.login_before_expiry,
         renewal = setup.renewal_increment,
         activation = setup.activation_delay,
+        metrics = setup.metrics_address,
+        correlation = setup.correlation.map_or(String::new(), |(incident, ttl)| format!(
+            "  debugCorrelation:\n    enabled: true\n    incidentId: {incident}\n    ttl: {ttl}\n"
+        )),
+        health = setup.health_address,
         stable = setup.stable_count,
     )
 }
@@ -183,6 +209,8 @@ impl Provider {
         chmod(&config, 0o640);
         Provider {
             child: None,
+            metrics_address: setup.metrics_address.clone(),
+            health_address: setup.health_address.clone(),
             socket,
             config,
             jwt,

@@ -4,6 +4,8 @@
 //! The socket appears only after OpenBao answered both probes, so the
 //! apiserver never sees a provider that cannot serve.
 
+mod view;
+
 use crate::auth::{JwtChecks, TokenManager, TokenSettings};
 use crate::config::{AuthMethod, Config, JwtSource};
 use crate::identity::Scope;
@@ -11,15 +13,19 @@ use crate::kms::proto::key_management_service_server::KeyManagementServiceServer
 use crate::kms::{
     KmsService, Limits, MAX_MESSAGE_BYTES, SocketOptions, bind_socket, remove_socket, resolve_group,
 };
+use crate::observe::health::{self, Endpoints};
+use crate::observe::metrics::{BuildInfo, Metrics};
 use crate::openbao::{AuthApi, HttpClient, TlsSettings, Transit};
 use crate::registry::{Keeper, KeeperSettings, RotationRules, StatePaths};
 use crate::status::{Discovery, Prober, StatusCache, bootstrap, run_scheduler};
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tokio_stream::wrappers::UnixListenerStream;
+use view::{LiveView, Parts};
 
 /// In-flight calls get this long to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
@@ -55,6 +61,14 @@ pub fn scope_of(config: &Config) -> Scope {
 
 /// Builds the Transit client with its token manager from the config.
 pub fn build_transit(config: &Config) -> Result<Arc<Transit>, ServeError> {
+    build_transit_with(config, None)
+}
+
+/// [`build_transit`], counting OpenBao calls, logins and renewals in `metrics`.
+pub fn build_transit_with(
+    config: &Config,
+    metrics: Option<&Arc<Metrics>>,
+) -> Result<Arc<Transit>, ServeError> {
     if config.auth.method == AuthMethod::Cert {
         return Err(ServeError(
             "auth.method cert requires a certauth build variant".into(),
@@ -69,9 +83,15 @@ pub fn build_transit(config: &Config) -> Result<Arc<Transit>, ServeError> {
         ca_cert_file: &config.openbao.ca_cert_file,
         server_name: &config.openbao.tls_server_name,
     };
-    let http =
+    let mut http =
         HttpClient::new(&config.openbao.address, &config.openbao.namespace, &tls).map_err(fail)?;
+    if let Some(metrics) = metrics {
+        http = http.with_metrics(Arc::clone(metrics));
+    }
     let tokens = TokenManager::new(AuthApi::new(http.clone()), token_settings(config));
+    if let Some(metrics) = metrics {
+        tokens.set_metrics(Arc::clone(metrics));
+    }
     Ok(Arc::new(Transit::new(
         http,
         tokens,
@@ -98,6 +118,21 @@ pub fn token_settings(config: &Config) -> TokenSettings {
         login_before_expiry: config.auth.login_before_token_expiry,
         renewal_increment: config.auth.token_renewal_increment,
         login_timeout: config.effective_login_timeout(),
+    }
+}
+
+fn build_info() -> BuildInfo {
+    BuildInfo {
+        version: crate::identity::plugin_version().to_owned(),
+        commit: option_env!("BAO_KMS_PROVIDER_COMMIT")
+            .unwrap_or("unknown")
+            .to_owned(),
+        build_date: option_env!("BAO_KMS_PROVIDER_BUILD_DATE")
+            .unwrap_or("unknown")
+            .to_owned(),
+        dirty: option_env!("BAO_KMS_PROVIDER_DIRTY")
+            .unwrap_or("unknown")
+            .to_owned(),
     }
 }
 
@@ -147,13 +182,26 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     // talks to OpenBao: a second provider on the same state, a rolled-back or
     // foreign state file stops start-up here.
     let keeper = Arc::new(open_keeper(&config)?);
-    let transit = build_transit(&config)?;
+    let view = Arc::new(LiveView::default());
+    let metrics = Metrics::new(Box::new(Arc::clone(&view)), build_info());
+    let transit = build_transit_with(&config, Some(&metrics))?;
     let cache = Arc::new(StatusCache::new(config.status.status_max_staleness));
-    let prober = Arc::new(Prober::new(
-        Arc::clone(&transit),
-        keeper,
-        Arc::clone(&cache),
-    ));
+    let prober = Arc::new(
+        Prober::new(Arc::clone(&transit), keeper, Arc::clone(&cache))
+            .with_metrics(Arc::clone(&metrics)),
+    );
+    let limits = Limits::new(
+        config.server.max_concurrent_status,
+        config.server.max_concurrent_encrypt,
+        config.server.max_concurrent_decrypt,
+    );
+    view.set(Parts {
+        cache: Arc::clone(&cache),
+        limits: limits.clone(),
+        tokens: Arc::clone(transit.tokens()),
+        prober: Arc::clone(&prober),
+        max_staleness: config.status.status_max_staleness,
+    });
     let discovery = Discovery::new(Arc::clone(&prober), config.status.probe_interval);
     tracing::info!(version = crate::identity::plugin_version(), "serve.start");
 
@@ -174,17 +222,45 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     .await
     .map_err(fail)?;
     let inode = socket.inode;
+    if socket.stale_removed {
+        metrics.socket_restart();
+    }
+    let live = Arc::new(AtomicBool::new(false));
+    let side_doors = [
+        (
+            config.server.health_address.as_str(),
+            Endpoints::Health {
+                live: Arc::clone(&live),
+                source: view,
+            },
+        ),
+        (
+            config.server.metrics_address.as_str(),
+            Endpoints::Metrics(Arc::clone(&metrics)),
+        ),
+    ];
+    for (address, endpoints) in side_doors {
+        if address.is_empty() {
+            continue;
+        }
+        // A listener that cannot bind stops start-up (the socket is closed with it).
+        let Ok(listener) = tokio::net::TcpListener::bind(address).await else {
+            remove_socket(&config.server.socket_path, inode);
+            return Err(ServeError(format!(
+                "cannot listen on {} address",
+                endpoints.name()
+            )));
+        };
+        tokio::spawn(health::serve(listener, endpoints, shutdown.clone()));
+    }
     let service = KmsService::new(
         Arc::clone(&cache),
         discovery,
         transit,
-        Limits::new(
-            config.server.max_concurrent_status,
-            config.server.max_concurrent_encrypt,
-            config.server.max_concurrent_decrypt,
-        ),
+        limits,
         config.openbao.timeout,
-    );
+    )
+    .with_metrics(Arc::clone(&metrics));
     let server = KeyManagementServiceServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -205,6 +281,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
                 wait_for(shutdown.clone()),
             ),
     );
+    live.store(true, Ordering::Release);
     tracing::info!(
         startup_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         stale_socket_removed = socket.stale_removed,
@@ -212,6 +289,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     );
 
     wait_for(shutdown).await;
+    live.store(false, Ordering::Release);
     tracing::info!(phase = "drain", "serve.shutdown");
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, grpc).await;
     scheduler.abort();
