@@ -350,6 +350,11 @@ fn init_static_pod_writes_the_manifest() {
             .unwrap();
     let manifest = serde_json::to_value(manifest).unwrap();
     assert_eq!(manifest["spec"]["securityContext"]["runAsUser"], 65532);
+    // The static-pod rules of deploy/static-pod: nothing from the apiserver.
+    assert_eq!(manifest["spec"]["hostNetwork"], true);
+    assert_eq!(manifest["spec"]["dnsPolicy"], "Default");
+    assert_eq!(manifest["spec"]["automountServiceAccountToken"], false);
+    assert_eq!(manifest["spec"]["enableServiceLinks"], false);
     assert_eq!(
         manifest["spec"]["securityContext"]["supplementalGroups"],
         serde_json::json!([1234])

@@ -209,10 +209,19 @@ pub fn render_static_pod(config: &Config, image: &str, socket_gid: u32) -> Strin
     let _ = writeln!(o, "  namespace: kube-system");
     let _ = writeln!(o, "  labels:");
     let _ = writeln!(o, "    app.kubernetes.io/name: bao-kms-provider");
+    let _ = writeln!(o, "    app.kubernetes.io/component: kms-provider");
+    let _ = writeln!(o, "    tier: control-plane");
     let _ = writeln!(o, "spec:");
+    // Nothing served by the apiserver (it may not exist yet): host network,
+    // host DNS, no service links, no ServiceAccount token.
     let _ = writeln!(o, "  hostNetwork: true");
+    let _ = writeln!(o, "  dnsPolicy: Default");
     let _ = writeln!(o, "  priorityClassName: system-node-critical");
     let _ = writeln!(o, "  automountServiceAccountToken: false");
+    let _ = writeln!(o, "  enableServiceLinks: false");
+    let _ = writeln!(o, "  restartPolicy: Always");
+    // serve drains in-flight calls for up to 15 s after SIGTERM.
+    let _ = writeln!(o, "  terminationGracePeriodSeconds: 30");
     let _ = writeln!(o, "  securityContext:");
     let _ = writeln!(o, "    runAsNonRoot: true");
     let _ = writeln!(o, "    runAsUser: {STATIC_POD_UID}");
@@ -235,6 +244,7 @@ pub fn render_static_pod(config: &Config, image: &str, socket_gid: u32) -> Strin
             if let Some(port) = port {
                 let _ = writeln!(o, "        - name: {name}");
                 let _ = writeln!(o, "          containerPort: {port}");
+                let _ = writeln!(o, "          protocol: TCP");
             }
         }
     }
@@ -267,10 +277,18 @@ pub fn render_static_pod(config: &Config, image: &str, socket_gid: u32) -> Strin
         }
     }
     let _ = writeln!(o, "      securityContext:");
+    let _ = writeln!(o, "        runAsNonRoot: true");
+    let _ = writeln!(o, "        privileged: false");
     let _ = writeln!(o, "        allowPrivilegeEscalation: false");
     let _ = writeln!(o, "        readOnlyRootFilesystem: true");
     let _ = writeln!(o, "        capabilities:");
     let _ = writeln!(o, "          drop: [ALL]");
+    let _ = writeln!(o, "      resources:");
+    let _ = writeln!(o, "        requests:");
+    let _ = writeln!(o, "          cpu: 50m");
+    let _ = writeln!(o, "          memory: 32Mi");
+    let _ = writeln!(o, "        limits:");
+    let _ = writeln!(o, "          memory: 256Mi");
     let _ = writeln!(o, "      volumeMounts:");
     let mounts = [
         ("config", HOST_CONFIG_PATH.to_owned(), true, "File"),
