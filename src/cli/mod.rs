@@ -1,6 +1,7 @@
 //! The command line: global flags, subcommands and the exit-code contract
 //! (0 ok, 1 unclassified, 2 usage, 3 config, 4 check failed, 5 runtime).
 
+mod benchmark;
 mod config_cmd;
 mod doctor;
 mod fields;
@@ -154,6 +155,33 @@ enum Command {
         /// stateHash of the reviewed plan
         #[arg(long, value_name = "HASH")]
         expected_state_hash: Option<String>,
+        /// Report format: text or json
+        #[arg(long, default_value = "text")]
+        output: String,
+    },
+    /// Measure Transit from this host (--mode transit) or the running provider through its socket (--mode socket)
+    Benchmark {
+        /// transit: sequential Transit encrypt/decrypt with the configured credentials; socket: the KMS path under load
+        #[arg(long, default_value = "transit")]
+        mode: String,
+        /// Round trips in transit mode
+        #[arg(long, default_value_t = 5, allow_negative_numbers = true)]
+        iterations: i64,
+        /// Provider socket (socket mode)
+        #[arg(long, default_value = "/run/openbao-kms/kms.sock")]
+        socket: PathBuf,
+        /// Concurrent callers (socket mode, 1-1024)
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// How long to drive load (socket mode; Go duration, at most 1h)
+        #[arg(long, default_value = "10s")]
+        duration: String,
+        /// Plaintext bytes per Encrypt (socket mode, 1-512; the apiserver sends 32)
+        #[arg(long, default_value_t = 32)]
+        plaintext_size: usize,
+        /// Distinct ciphertexts decrypted at once after the load phase (socket mode, 0-4096)
+        #[arg(long, default_value_t = 256)]
+        storm: usize,
         /// Report format: text or json
         #[arg(long, default_value = "text")]
         output: String,
@@ -501,6 +529,65 @@ fn execute(cli: Cli) -> Result<(), Failure> {
             ));
             print!("{}", fields.render(format));
             outcome
+        }
+        Command::Benchmark {
+            mode,
+            iterations,
+            socket,
+            concurrency,
+            duration,
+            plaintext_size,
+            storm,
+            output,
+        } => {
+            let format = OutputFormat::parse(output).map_err(|m| Failure::new(EXIT_USAGE, m))?;
+            let usage = |m: &str| Failure::new(EXIT_USAGE, m);
+            let report = match mode.trim().to_ascii_lowercase().as_str() {
+                "transit" => {
+                    let iterations = usize::try_from(*iterations)
+                        .ok()
+                        .filter(|n| (1..=100_000).contains(n))
+                        .ok_or_else(|| usage("--iterations must be between 1 and 100000"))?;
+                    let config = load_config(&cli, FsChecks::Skip)?;
+                    runtime()?.block_on(benchmark::transit(&config, iterations))?
+                }
+                "socket" => {
+                    let duration = config::parse_go_duration(duration)
+                        .filter(|n| *n > 0 && *n <= 3_600_000_000_000)
+                        .map(|n| std::time::Duration::from_nanos(n.unsigned_abs()))
+                        .ok_or_else(|| {
+                            usage(
+                                "--duration must be a positive duration of at most 1h, such as 10s",
+                            )
+                        })?;
+                    if !(1..=1024).contains(concurrency) {
+                        return Err(usage("--concurrency must be between 1 and 1024"));
+                    }
+                    if !(1..=512).contains(plaintext_size) {
+                        return Err(usage("--plaintext-size must be between 1 and 512"));
+                    }
+                    if *storm > 4096 {
+                        return Err(usage("--storm must be at most 4096"));
+                    }
+                    if !socket.is_absolute() {
+                        return Err(usage("--socket must be an absolute path"));
+                    }
+                    let run = benchmark::SocketRun {
+                        socket,
+                        concurrency: *concurrency,
+                        duration,
+                        plaintext_size: *plaintext_size,
+                        storm: *storm,
+                    };
+                    runtime()?.block_on(benchmark::socket(run))?
+                }
+                _ => return Err(usage("--mode must be transit or socket")),
+            };
+            if format == OutputFormat::Text {
+                println!("benchmark");
+            }
+            print!("{}", report.render(format));
+            Ok(())
         }
         Command::Version => {
             println!("version: {}", crate::identity::plugin_version());
