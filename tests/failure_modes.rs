@@ -148,9 +148,23 @@ fn a_rotated_key_without_durable_state_is_refused() {
         "-f",
         &format!("{TRANSIT_MOUNT}/keys/{KEY_NAME}/rotate"),
     ]);
-    let (code, logs, _p) = refused(&lab, &one_attempt(&lab));
+    let (code, logs, provider) = refused(&lab, &one_attempt(&lab));
     assert_eq!(code, EXIT_RUNTIME, "{logs}");
     assert!(logs.contains("state_unavailable"), "{logs}");
+    // verify-key explains the same: no state, and no first-install bootstrap.
+    let out = std::process::Command::new(support::provider::BIN)
+        .args(["verify-key", "--config"])
+        .arg(&provider.config)
+        .env_clear()
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "{report}");
+    assert!(
+        report.contains("[warn] registry.state: Local key registry state - state file is absent; auto-bootstrap eligible=false: state_unavailable"),
+        "{report}"
+    );
+    assert!(report.contains("[fail] key_id.deterministic"), "{report}");
 }
 
 #[test]

@@ -512,6 +512,13 @@ async fn retire_then_restore_a_version_with_reviewed_plans() {
         .0,
         2
     );
+    let (code, report, _) = cli(&provider, &["verify-key"]);
+    assert_eq!(code, 0, "{report}");
+    assert!(report.starts_with("verify-key\n"), "{report}");
+    assert!(
+        report.contains("[pass] transit.version_restrictions"),
+        "{report}"
+    );
     let (code, report, _) = cli(&provider, &["verify-rotation"]);
     assert_eq!(code, 0, "{report}");
     assert!(report.contains("confidence: limited"), "{report}");

@@ -23,7 +23,8 @@ use crate::kms::proto::{EncryptRequest, StatusRequest};
 use crate::kms::{KmsService, Limits, resolve_group};
 use crate::openbao::{AuthApi, HttpClient, KeyMetadata, TlsSettings, Transit, capabilities_self};
 use crate::registry::{
-    Keeper, Registry, StateFile, StatePaths, bootstrap_state, check_retained, inspect,
+    CheckpointStatus, Keeper, RecordState, Registry, StateFile, StatePaths, bootstrap_state,
+    check_retained, inspect,
 };
 use crate::runtime::{keeper_settings, scope_of, token_settings};
 use crate::status::{Discovery, Prober, StatusCache};
@@ -40,8 +41,18 @@ const DERIVATION_CLOCK_UNIX: i64 = 1_778_277_600;
 
 const AUTH_ID: &str = "openbao.auth";
 
+/// Which report to produce: the full `doctor`, or `verify-key` (no host file
+/// checks, no local auth or socket checks, no encrypt/decrypt; adds the local
+/// registry and Transit version restrictions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Doctor,
+    VerifyKey,
+}
+
 /// What doctor was asked to look at.
 pub struct DoctorArgs<'a> {
+    pub kind: Kind,
     pub config_path: &'a Path,
     pub overrides: &'a Overrides,
     pub env: &'a dyn Env,
@@ -74,9 +85,12 @@ fn auth_title(config: &Config) -> &'static str {
 
 /// Runs every check that applies and returns the report.
 pub async fn run(args: DoctorArgs<'_>) -> Outcome {
-    let mut report = Report::new("doctor");
-    let config = match load_file_staged(args.config_path, args.overrides, args.env, FsChecks::Check)
-    {
+    let (name, fs) = match args.kind {
+        Kind::Doctor => ("doctor", FsChecks::Check),
+        Kind::VerifyKey => ("verify-key", FsChecks::Skip),
+    };
+    let mut report = Report::new(name);
+    let config = match load_file_staged(args.config_path, args.overrides, args.env, fs) {
         Ok(config) => config,
         Err((stage, error)) => {
             let message = error.to_string();
@@ -110,6 +124,10 @@ pub async fn run(args: DoctorArgs<'_>) -> Outcome {
         CheckStatus::Pass,
         "",
     );
+    if args.kind == Kind::VerifyKey {
+        remote_checks(&mut report, &config, args.kind).await;
+        return Outcome::finish(report);
+    }
     socket_group(&mut report, &config);
     let local_auth_ok = local_auth(&mut report, &config);
     encryption_config_check(&mut report, &config, args.encryption_config);
@@ -122,7 +140,7 @@ pub async fn run(args: DoctorArgs<'_>) -> Outcome {
         );
         return Outcome::finish(report);
     }
-    remote_checks(&mut report, &config).await;
+    remote_checks(&mut report, &config, args.kind).await;
     Outcome::finish(report)
 }
 
@@ -231,7 +249,7 @@ fn encryption_config_check(report: &mut Report, config: &Config, path: Option<&P
 }
 
 /// Checks 7–16: everything that talks to OpenBao.
-async fn remote_checks(report: &mut Report, config: &Config) {
+async fn remote_checks(report: &mut Report, config: &Config, kind: Kind) {
     let tls = TlsSettings {
         ca_cert_file: &config.openbao.ca_cert_file,
         server_name: &config.openbao.tls_server_name,
@@ -371,6 +389,21 @@ async fn remote_checks(report: &mut Report, config: &Config) {
         message,
     );
 
+    if kind == Kind::VerifyKey {
+        if profile_safe {
+            key_id_check(report, config, &meta);
+        } else {
+            report.push(
+                "key_id.deterministic",
+                "Key ID determinism",
+                CheckStatus::Skip,
+                "Transit key profile failed",
+            );
+        }
+        let state = registry_state_check(report, config, &meta);
+        version_restrictions_check(report, &meta, state.as_ref());
+        return;
+    }
     if !profile_safe {
         for (id, title) in [
             ("transit.probe", "Transit probe"),
@@ -392,6 +425,103 @@ async fn remote_checks(report: &mut Report, config: &Config) {
         return;
     };
     status_encrypt_check(report, config, transit, &key_id, local.as_ref()).await;
+}
+
+/// verify-key: the local registry state and checkpoint (read, never written).
+fn registry_state_check(
+    report: &mut Report,
+    config: &Config,
+    meta: &KeyMetadata,
+) -> Option<StateFile> {
+    const ID: &str = "registry.state";
+    const TITLE: &str = "Local key registry state";
+    let fingerprint = config.identity_fingerprint();
+    let scope = Arc::new(scope_of(config));
+    match inspect(&StatePaths::new(&config.state.path), &fingerprint, &scope) {
+        Ok(None) => {
+            let eligibility =
+                match bootstrap_state(&scope, &fingerprint, meta, DERIVATION_CLOCK_UNIX) {
+                    Ok(_) => "eligible=true: the key is unrotated".to_owned(),
+                    Err(reason) => format!("eligible=false: {reason}"),
+                };
+            report.push(
+                ID,
+                TITLE,
+                CheckStatus::Warn,
+                format!("state file is absent; auto-bootstrap {eligibility}"),
+            );
+            None
+        }
+        Ok(Some((state, checkpoint))) => {
+            let message = format!(
+                "generation {}, checkpoint {}",
+                state.generation,
+                checkpoint.as_str()
+            );
+            let status = if checkpoint == CheckpointStatus::Current {
+                CheckStatus::Pass
+            } else {
+                CheckStatus::Warn
+            };
+            report.push(ID, TITLE, status, message);
+            Some(state)
+        }
+        Err(e) => {
+            report.push(ID, TITLE, CheckStatus::Fail, e.to_string());
+            None
+        }
+    }
+}
+
+/// verify-key: OpenBao's minimum versions must not cut off a version the
+/// registry still needs (or, without state, the latest version).
+fn version_restrictions_check(report: &mut Report, meta: &KeyMetadata, state: Option<&StateFile>) {
+    const ID: &str = "transit.version_restrictions";
+    const TITLE: &str = "Transit version restrictions";
+    let mut problems: Vec<&str> = Vec::new();
+    match state {
+        Some(state) => {
+            for record in state
+                .snapshots
+                .iter()
+                .filter(|r| matches!(r.state, RecordState::Active | RecordState::Retired))
+            {
+                let v = i64::try_from(record.transit_version).unwrap_or(i64::MAX);
+                if meta.min_available_version > v {
+                    problems.push("minimum available version blocks required historical version");
+                }
+                if meta.min_decryption_version > v {
+                    problems.push("minimum decryption version blocks required historical version");
+                }
+                if record.state == RecordState::Active && meta.min_encryption_version > v {
+                    problems.push("minimum encryption version blocks active version");
+                }
+            }
+        }
+        None => {
+            let latest = meta.latest_version;
+            if meta.min_available_version > latest {
+                problems.push("minimum available version exceeds the latest version");
+            }
+            if meta.min_decryption_version > latest {
+                problems.push("minimum decryption version exceeds the latest version");
+            }
+            if meta.min_encryption_version > latest {
+                problems.push("minimum encryption version exceeds the latest version");
+            }
+        }
+    }
+    problems.dedup();
+    if problems.is_empty() {
+        report.push(
+            ID,
+            TITLE,
+            CheckStatus::Pass,
+            "every required version is available",
+        );
+    } else {
+        report.push(ID, TITLE, CheckStatus::Fail, problems.join("; "));
+    }
 }
 
 /// Check 14: encrypt 32 random bytes with the explicit latest version, decrypt, compare.

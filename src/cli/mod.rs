@@ -59,6 +59,12 @@ enum Command {
         #[arg(long, default_value = "text")]
         output: String,
     },
+    /// Read-only key checks: login, policy, key profile, key_id, local registry, version restrictions
+    VerifyKey {
+        /// Report format: text or json
+        #[arg(long, default_value = "text")]
+        output: String,
+    },
     /// Check a running provider through its socket (Status, Encrypt, Decrypt)
     Probe {
         /// Provider socket
@@ -338,6 +344,39 @@ fn apply_hash(apply: bool, hash: Option<&str>) -> Result<Option<&str>, Failure> 
     }
 }
 
+/// `doctor` and `verify-key`: the same report machinery and exit rules.
+fn run_doctor(
+    cli: &Cli,
+    kind: doctor::Kind,
+    encryption_config: Option<&std::path::Path>,
+    output: &str,
+) -> Result<(), Failure> {
+    let format = OutputFormat::parse(output).map_err(|m| Failure::new(EXIT_USAGE, m))?;
+    let env = ProcessEnv;
+    let path = config::config_path(cli.config.as_deref(), &env);
+    let overrides = overrides(cli);
+    let outcome = runtime()?.block_on(doctor::run(doctor::DoctorArgs {
+        kind,
+        config_path: &path,
+        overrides: &overrides,
+        env: &env,
+        encryption_config,
+    }));
+    write_stdout(&outcome.report.render(format))?;
+    let name = match kind {
+        doctor::Kind::Doctor => "doctor",
+        doctor::Kind::VerifyKey => "verify-key",
+    };
+    match outcome.exit {
+        EXIT_OK => Ok(()),
+        EXIT_CONFIG => Err(Failure::new(
+            EXIT_CONFIG,
+            format!("{name}: configuration is invalid"),
+        )),
+        code => Err(Failure::new(code, format!("{name} checks failed"))),
+    }
+}
+
 fn execute(cli: Cli) -> Result<(), Failure> {
     match &cli.command {
         Command::Serve => {
@@ -351,27 +390,13 @@ fn execute(cli: Cli) -> Result<(), Failure> {
         Command::Doctor {
             encryption_config,
             output,
-        } => {
-            let format = OutputFormat::parse(output).map_err(|m| Failure::new(EXIT_USAGE, m))?;
-            let env = ProcessEnv;
-            let path = config::config_path(cli.config.as_deref(), &env);
-            let overrides = overrides(&cli);
-            let outcome = runtime()?.block_on(doctor::run(doctor::DoctorArgs {
-                config_path: &path,
-                overrides: &overrides,
-                env: &env,
-                encryption_config: encryption_config.as_deref(),
-            }));
-            write_stdout(&outcome.report.render(format))?;
-            match outcome.exit {
-                EXIT_OK => Ok(()),
-                EXIT_CONFIG => Err(Failure::new(
-                    EXIT_CONFIG,
-                    "doctor: configuration is invalid",
-                )),
-                code => Err(Failure::new(code, "doctor checks failed")),
-            }
-        }
+        } => run_doctor(
+            &cli,
+            doctor::Kind::Doctor,
+            encryption_config.as_deref(),
+            output,
+        ),
+        Command::VerifyKey { output } => run_doctor(&cli, doctor::Kind::VerifyKey, None, output),
         Command::Probe {
             socket,
             timeout,
