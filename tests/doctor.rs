@@ -19,7 +19,7 @@ use support::secrets_in;
 use support::tmp::TempDir;
 
 /// Check ids of a JWT-file config, in the order doctor must report them.
-const JWT_FILE_IDS: [&str; 14] = [
+const JWT_FILE_IDS: [&str; 15] = [
     "config.load",
     "config.validate",
     "socket.group",
@@ -34,6 +34,7 @@ const JWT_FILE_IDS: [&str; 14] = [
     "transit.probe",
     "key_id.deterministic",
     "kms.status_encrypt",
+    "host.files",
 ];
 
 struct Run {
@@ -155,6 +156,18 @@ fn doctor_passes_on_a_correct_lab_and_names_each_broken_transit_setup() {
     assert_eq!(run.code, Some(0), "{:#}", run.report);
     assert_eq!(run.report["name"], "doctor");
     assert_eq!(run.ids(), JWT_FILE_IDS);
+    // The harness's socket directory is 0750 without setgid: a warning only.
+    let (status, message) = run.check("host.files");
+    assert_eq!(status, "warn", "{message}");
+    assert!(message.contains("expected 2750"), "{message}");
+    // A socket directory in a group other than the socket group fails, as serve would.
+    std::os::unix::fs::chown(provider.socket_dir.path(), None, Some(4242)).unwrap();
+    let wrong_group = doctor(&lab, &provider, &[]);
+    assert_eq!(wrong_group.code, Some(4));
+    let (status, message) = wrong_group.check("host.files");
+    assert_eq!(status, "fail");
+    assert!(message.contains("expected the socket group 0"), "{message}");
+    std::os::unix::fs::chown(provider.socket_dir.path(), None, Some(0)).unwrap();
     assert_eq!(
         run.check("kubernetes.encryption_config"),
         ("skip".into(), "no --encryption-config path supplied".into())
@@ -333,8 +346,10 @@ fn doctor_fails_on_bad_tls_bad_jwts_and_an_unsafe_config_file() {
     let (status, message) = run.check("openbao.auth");
     assert_eq!(status, "fail");
     assert!(message.contains("tls_failed"), "{message}");
+    // The reference's checks stop after auth; host.files always comes last.
+    assert_eq!(run.ids().last().unwrap(), "host.files");
     assert_eq!(
-        run.ids().last().unwrap(),
+        run.ids().iter().rev().nth(1).unwrap(),
         "openbao.auth",
         "stops after auth"
     );
@@ -366,7 +381,7 @@ fn doctor_fails_on_bad_tls_bad_jwts_and_an_unsafe_config_file() {
         run.check("openbao.auth"),
         ("skip".into(), "local auth validation failed".into())
     );
-    assert_eq!(run.ids().last().unwrap(), "openbao.auth");
+    assert_eq!(run.ids().iter().rev().nth(1).unwrap(), "openbao.auth");
 
     let mut setup = Setup::new(&lab);
     setup.jwt_claims = Claims {

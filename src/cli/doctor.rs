@@ -15,7 +15,9 @@ use crate::auth::{TokenManager, read_jwt_file, validate_claims};
 use crate::config::{
     AuthMethod, Config, Env, FsChecks, JwtSource, LoadStage, Overrides, load_file_staged,
 };
-use crate::diagnostics::{CapabilityPaths, check_capabilities, profile_findings, render_findings};
+use crate::diagnostics::{
+    CapabilityPaths, HostPaths, check_capabilities, inspect_host, profile_findings, render_findings,
+};
 use crate::encryption_config::{self as encryption, Expected, IdentityFallback};
 use crate::identity::{KeyId, hash_value};
 use crate::kms::proto::key_management_service_server::KeyManagementService as _;
@@ -138,9 +140,11 @@ pub async fn run(args: DoctorArgs<'_>) -> Outcome {
             CheckStatus::Skip,
             "local auth validation failed",
         );
-        return Outcome::finish(report);
+    } else {
+        remote_checks(&mut report, &config, args.kind).await;
     }
-    remote_checks(&mut report, &config, args.kind).await;
+    // Last, so the reference's check order (and positions) stay as they are.
+    host_files(&mut report, &config, args.config_path);
     Outcome::finish(report)
 }
 
@@ -150,6 +154,40 @@ fn socket_group(report: &mut Report, config: &Config) {
         Err(_) => (CheckStatus::Fail, "group does not resolve on this host"),
     };
     report.push("socket.group", "Socket group", status, message);
+}
+
+/// Host file ownership and modes against the hardening table (an addition to
+/// the reference's checks, reported after them).
+fn host_files(report: &mut Report, config: &Config, config_path: &Path) {
+    let mut secrets = vec![("CA bundle", config.openbao.ca_cert_file.as_path())];
+    if config.auth.method == AuthMethod::Jwt && config.auth.jwt.source == JwtSource::File {
+        secrets.push(("JWT file", config.auth.jwt.jwt_file.as_path()));
+    }
+    let paths = HostPaths {
+        config_file: config_path,
+        secrets,
+        state_dir: config.state.path.parent().unwrap_or(Path::new("/")),
+        socket_dir: config.server.socket_path.parent().unwrap_or(Path::new("/")),
+        socket_gid: resolve_group(&config.server.socket_group).ok(),
+    };
+    let findings = inspect_host(&paths);
+    let status = if findings.iter().any(|f| f.blocking) {
+        CheckStatus::Fail
+    } else if findings.is_empty() {
+        CheckStatus::Pass
+    } else {
+        CheckStatus::Warn
+    };
+    let message = if findings.is_empty() {
+        "ownership and modes match the hardening table".to_owned()
+    } else {
+        findings
+            .iter()
+            .map(|f| f.message.as_str())
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    report.push("host.files", "Host file layout", status, message);
 }
 
 /// Check 4: the credential, read and checked exactly as a login would.
