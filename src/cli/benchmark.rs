@@ -105,8 +105,12 @@ struct Tally {
 
 impl Tally {
     fn record(&mut self, started: Instant, ok: bool) {
+        self.record_elapsed(started.elapsed(), ok);
+    }
+
+    fn record_elapsed(&mut self, elapsed: Duration, ok: bool) {
         if ok {
-            self.latencies.push(started.elapsed());
+            self.latencies.push(elapsed);
         } else {
             self.errors += 1;
         }
@@ -266,15 +270,16 @@ pub async fn socket(run: SocketRun<'_>) -> Result<Fields, Failure> {
         let request = decrypt_request(e, format!("storm-{i}"));
         storm_tasks.push(tokio::spawn(async move {
             let t = Instant::now();
-            (t, c.decrypt(request).await.is_ok())
+            let ok = c.decrypt(request).await.is_ok();
+            (t.elapsed(), ok)
         }));
     }
     let mut storm = Tally::default();
     for task in storm_tasks {
-        let (t, ok) = task
+        let (elapsed, ok) = task
             .await
             .map_err(|_| Failure::new(EXIT_CHECK_FAILED, "benchmark worker failed"))?;
-        storm.record(t, ok);
+        storm.record_elapsed(elapsed, ok);
     }
     let storm_elapsed = storm_started.elapsed();
 
