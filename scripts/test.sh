@@ -27,4 +27,12 @@ cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo test"
-cargo test
+RESULTS="$(mktemp)"
+trap 'rm -f "$RESULTS"' EXIT
+cargo test 2>&1 | tee "$RESULTS"
+echo "== scripts/quickstart.sh (the README's first command, debug build)"
+QUICKSTART_PROFILE=debug scripts/quickstart.sh
+# One closing line over every test binary (the last cargo line is the doc-test
+# run, which has no tests of its own).
+sum() { grep -Eo "[0-9]+ $1" "$RESULTS" | awk '{ n += $1 } END { print n + 0 }'; }
+echo "tests: $(sum passed) passed, $(sum failed) failed"

@@ -513,8 +513,19 @@ state:
         .filter(|c| c["status"] == "warn")
         .map(|c| c["id"].as_str().unwrap())
         .collect();
-    // The generated writers file keeps identity as the read fallback.
-    assert_eq!(warned, ["kubernetes.encryption_config"]);
+    // The generated writers file keeps identity as the read fallback, and the
+    // test's socket directory is not the packaged 2750 one (no setgid).
+    assert_eq!(warned, ["kubernetes.encryption_config", "host.files"]);
+    let host = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "host.files")
+        .unwrap();
+    assert!(
+        host["message"].as_str().unwrap().contains("expected 2750"),
+        "{host}"
+    );
     let token = fs::read_to_string(&jwt).unwrap();
     let all = format!("{stdout}{}", text(&doctor.stderr));
     assert!(secrets_in(&all, &[token.trim(), "init-key", lab.root_token()]).is_empty());

@@ -252,7 +252,10 @@ impl Provider {
     pub fn wait_ready(&mut self, limit: Duration) {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
-            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
+            // The health listener binds right after the socket: wait for both.
+            let health_up = self.health_address.is_empty()
+                || std::net::TcpStream::connect(&self.health_address).is_ok();
+            if health_up && std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
                 return;
             }
             if let Some(status) = self.try_exit() {
