@@ -6,40 +6,15 @@
 
 mod support;
 
-use bao_kms_provider::kms::proto::key_management_service_client::KeyManagementServiceClient;
-use bao_kms_provider::kms::proto::{
-    DecryptRequest, EncryptRequest, EncryptResponse, StatusRequest,
-};
+use bao_kms_provider::kms::proto::{DecryptRequest, StatusRequest};
 use std::time::{Duration, Instant};
-use support::marked_seed;
+use support::kms::try_encrypt;
 use support::openbao::{JWT_MOUNT, Lab, POLICY, ROLE};
 use support::provider::{Provider, Setup};
 use tonic::Code;
-use tonic::transport::Channel;
 
 const LOGIN: &str = "auth/k8s-jwt/login";
 const RENEW: &str = "auth/token/renew-self";
-
-fn quiet(lab: &Lab) -> Setup {
-    Setup {
-        probe_interval: "1m",
-        deep_probe_interval: "5m",
-        max_staleness: "2m",
-        ..Setup::new(lab)
-    }
-}
-
-async fn encrypt(
-    client: &mut KeyManagementServiceClient<Channel>,
-) -> Result<EncryptResponse, tonic::Status> {
-    client
-        .encrypt(EncryptRequest {
-            plaintext: marked_seed(9),
-            uid: "u".into(),
-        })
-        .await
-        .map(|r| r.into_inner())
-}
 
 fn revoke_provider_tokens(lab: &Lab) {
     lab.bao_ok(&["token", "revoke", "-mode=path", &format!("{JWT_MOUNT}/")]);
@@ -72,7 +47,7 @@ async fn tokens_are_renewed_ahead_of_expiry_and_replaced_by_login_at_max_ttl() {
             "a token change must never make Status unhealthy:\n{}",
             provider.logs()
         );
-        encrypt(&mut client)
+        try_encrypt(&mut client, 9)
             .await
             .expect("Encrypt keeps working across renewals and re-logins");
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -92,7 +67,7 @@ async fn tokens_are_renewed_ahead_of_expiry_and_replaced_by_login_at_max_ttl() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_revoked_token_is_replaced_by_one_shared_login_and_requests_retried_once() {
     let lab = Lab::start();
-    let provider = Provider::start(&lab, &quiet(&lab));
+    let provider = Provider::start(&lab, &Setup::quiet(&lab));
     let client = provider.client().await;
     let logins_before = lab.audited_count(LOGIN);
     revoke_provider_tokens(&lab);
@@ -101,7 +76,9 @@ async fn a_revoked_token_is_replaced_by_one_shared_login_and_requests_retried_on
     // 30 stays inside the default Encrypt concurrency limit of 32.
     for _ in 0..30 {
         let mut client = client.clone();
-        tasks.push(tokio::spawn(async move { encrypt(&mut client).await }));
+        tasks.push(tokio::spawn(
+            async move { try_encrypt(&mut client, 9).await },
+        ));
     }
     for task in tasks {
         task.await
@@ -118,9 +95,9 @@ async fn a_revoked_token_is_replaced_by_one_shared_login_and_requests_retried_on
 #[tokio::test(flavor = "multi_thread")]
 async fn a_persistent_policy_denial_is_permission_denied_without_a_login_storm() {
     let lab = Lab::start();
-    let provider = Provider::start(&lab, &quiet(&lab));
+    let provider = Provider::start(&lab, &Setup::quiet(&lab));
     let mut client = provider.client().await;
-    let sealed = encrypt(&mut client).await.unwrap();
+    let sealed = try_encrypt(&mut client, 9).await.unwrap();
     // Take away decrypt: every re-login yields a token that is still denied.
     let policy = lab.dir().join("no-decrypt.hcl");
     std::fs::write(&policy, "path \"transit/keys/k8s-etcd\" { capabilities = [\"read\"] }\npath \"transit/encrypt/k8s-etcd\" { capabilities = [\"update\"] }\npath \"transit/config/keys\" { capabilities = [\"read\"] }\n").unwrap();
@@ -153,7 +130,7 @@ async fn a_persistent_policy_denial_is_permission_denied_without_a_login_storm()
 #[tokio::test(flavor = "multi_thread")]
 async fn failed_logins_back_off_and_requests_fail_fast() {
     let lab = Lab::start();
-    let provider = Provider::start(&lab, &quiet(&lab));
+    let provider = Provider::start(&lab, &Setup::quiet(&lab));
     let mut client = provider.client().await;
     // OpenBao now refuses our JWT (bound subject changed), and our token is gone.
     lab.bao_ok(&[
@@ -168,7 +145,7 @@ async fn failed_logins_back_off_and_requests_fail_fast() {
     let mut calls = 0;
     while started.elapsed() < Duration::from_secs(6) {
         let t = Instant::now();
-        let err = encrypt(&mut client).await.unwrap_err();
+        let err = try_encrypt(&mut client, 9).await.unwrap_err();
         // The first call carries the revoked token's 403 (its recovery failed);
         // afterwards no token exists and calls fail as Unauthenticated.
         let expected = if calls == 0 {

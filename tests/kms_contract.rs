@@ -14,17 +14,6 @@ use support::openbao::Lab;
 use support::provider::{Provider, Setup};
 use tonic::Code;
 
-/// A setup whose probes stay quiet for the duration of a test, so any
-/// OpenBao request seen in the audit log came from the calls under test.
-fn quiet_setup(lab: &Lab) -> Setup {
-    Setup {
-        probe_interval: "1m",
-        deep_probe_interval: "5m",
-        max_staleness: "2m",
-        ..Setup::new(lab)
-    }
-}
-
 fn is_fqdn(key: &str) -> bool {
     key.len() <= 253
         && key.split('.').count() >= 2
@@ -41,7 +30,7 @@ fn is_fqdn(key: &str) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn status_encrypt_decrypt_follow_the_apiserver_contract() {
     let lab = Lab::start();
-    let mut provider = Provider::start(&lab, &quiet_setup(&lab));
+    let mut provider = Provider::start(&lab, &Setup::quiet(&lab));
     let mut client = provider.client().await;
     let socket_meta = std::fs::symlink_metadata(&provider.socket).unwrap();
     assert_eq!(
@@ -142,7 +131,7 @@ async fn status_encrypt_decrypt_follow_the_apiserver_contract() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_decrypt_requests_are_rejected_before_any_transit_call() {
     let lab = Lab::start();
-    let provider = Provider::start(&lab, &quiet_setup(&lab));
+    let provider = Provider::start(&lab, &Setup::quiet(&lab));
     let mut client = provider.client().await;
     let good = client
         .encrypt(EncryptRequest {

@@ -45,15 +45,6 @@ fn value(scrape: &str, series: &str) -> f64 {
         .map_or(0.0, |v| v.trim().parse().unwrap())
 }
 
-fn quiet(lab: &Lab) -> Setup {
-    Setup {
-        probe_interval: "1m",
-        deep_probe_interval: "5m",
-        max_staleness: "2m",
-        ..Setup::new(lab)
-    }
-}
-
 /// Marker values nothing may ever print: key name, mount path, a request uid.
 const UID_MARKER: &str = "uid-marker-77f1";
 
@@ -69,7 +60,7 @@ fn assert_clean(what: &str, text: &str, provider: &Provider) {
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_count_each_call_and_outcome_exactly_with_clean_labels() {
     let lab = Lab::start();
-    let provider = Provider::start(&lab, &quiet(&lab));
+    let provider = Provider::start(&lab, &Setup::quiet(&lab));
     let mut client = provider.client().await;
     let before = http("GET", &provider.metrics_address, "/metrics").1;
     let transit_encrypts = |s: &str| {
@@ -417,7 +408,7 @@ async fn alert_rules_and_dashboard_query_only_exported_metrics() {
     let setup = Setup {
         login_before_expiry: "59m59s",
         max_concurrent_decrypt: 1,
-        ..quiet(&lab)
+        ..Setup::quiet(&lab)
     };
     let provider = Provider::start(&lab, &setup);
     let mut client = provider.client().await;

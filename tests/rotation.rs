@@ -7,21 +7,15 @@
 mod support;
 
 use bao_kms_provider::identity::{KeyId, Scope, derive_key_id};
-use bao_kms_provider::kms::proto::key_management_service_client::KeyManagementServiceClient;
-use bao_kms_provider::kms::proto::{
-    DecryptRequest, EncryptRequest, EncryptResponse, StatusRequest,
-};
+use bao_kms_provider::kms::proto::EncryptRequest;
 use nix::sys::signal::{Signal, kill};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
+use support::kms::{Client, decrypt, encrypt, status, wait_for_status};
 use support::marked_seed;
 use support::openbao::{KEY_NAME, Lab, TRANSIT_MOUNT};
-use support::provider::{BIN, Provider, Setup};
+use support::provider::{Provider, Setup};
 use tonic::Code;
-use tonic::transport::Channel;
-
-type Client = KeyManagementServiceClient<Channel>;
 
 fn key_path() -> String {
     format!("{TRANSIT_MOUNT}/keys/{KEY_NAME}")
@@ -62,73 +56,13 @@ fn fast(lab: &Lab) -> Setup {
     }
 }
 
-async fn status(client: &mut Client) -> (String, String) {
-    let s = client.status(StatusRequest {}).await.unwrap().into_inner();
-    (s.healthz, s.key_id)
-}
-
-async fn encrypt(client: &mut Client, tag: u8) -> EncryptResponse {
-    client
-        .encrypt(EncryptRequest {
-            plaintext: marked_seed(tag),
-            uid: "u".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-async fn decrypt(client: &mut Client, sealed: &EncryptResponse) -> Result<Vec<u8>, tonic::Status> {
-    client
-        .decrypt(DecryptRequest {
-            ciphertext: sealed.ciphertext.clone(),
-            uid: "u".into(),
-            key_id: sealed.key_id.clone(),
-            annotations: sealed.annotations.clone(),
-        })
-        .await
-        .map(|r| r.into_inner().plaintext)
-}
-
 /// Polls Status until it is healthy with a key_id other than `old`.
 async fn wait_for_new_key(client: &mut Client, old: &str, limit: Duration) -> String {
-    let started = Instant::now();
-    loop {
-        let (healthz, key_id) = status(client).await;
-        if healthz == "ok" && key_id != old {
-            return key_id;
-        }
-        assert!(started.elapsed() < limit, "no promotion within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_status(client, limit, "promotion", |h, k| h == "ok" && k != old).await
 }
 
 async fn wait_healthy(client: &mut Client, limit: Duration) -> String {
-    let started = Instant::now();
-    loop {
-        let (healthz, key_id) = status(client).await;
-        if healthz == "ok" {
-            return key_id;
-        }
-        assert!(started.elapsed() < limit, "not healthy within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Runs a CLI command with the provider's config: (exit code, stdout, stderr).
-fn cli(provider: &Provider, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .arg("--config")
-        .arg(&provider.config)
-        .env_clear()
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    wait_for_status(client, limit, "healthy Status", |h, _| h == "ok").await
 }
 
 fn state_generation(path: &Path) -> Option<u64> {
@@ -222,7 +156,7 @@ async fn rotation_while_serving_keeps_encrypt_and_status_in_step_and_survives_re
     assert_eq!(decrypt(&mut client, &new).await.unwrap(), marked_seed(3));
 
     // A second provider on the same state directory is refused by the lock.
-    let (code, _, stderr) = cli(&provider, &["serve"]);
+    let (code, _, stderr) = provider.cli(&["serve"]);
     assert_eq!(code, 5, "{stderr}");
     assert!(stderr.contains("locked by another process"), "{stderr}");
 }
@@ -412,44 +346,35 @@ async fn retire_then_restore_a_version_with_reviewed_plans() {
     }
     assert!(provider.stop().success());
 
-    let (code, plan, err) = cli(
-        &provider,
-        &[
-            "retire-versions",
-            "--before-version",
-            "2",
-            "--output",
-            "json",
-        ],
-    );
+    let (code, plan, err) = provider.cli(&[
+        "retire-versions",
+        "--before-version",
+        "2",
+        "--output",
+        "json",
+    ]);
     assert_eq!(code, 0, "{err}");
     let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
     assert_eq!(plan["applied"], false);
     assert_eq!(plan["removedVersions"][0]["transitVersion"], 1);
     let hash = plan["stateHash"].as_str().unwrap().to_owned();
-    let (code, _, err) = cli(
-        &provider,
-        &[
-            "retire-versions",
-            "--before-version",
-            "2",
-            "--apply",
-            "--expected-state-hash",
-            "krs1.wrongwrongwrongwrongwrongwrongwrongwrongwro",
-        ],
-    );
+    let (code, _, err) = provider.cli(&[
+        "retire-versions",
+        "--before-version",
+        "2",
+        "--apply",
+        "--expected-state-hash",
+        "krs1.wrongwrongwrongwrongwrongwrongwrongwrongwro",
+    ]);
     assert_eq!(code, 4, "a stale or wrong plan hash is refused: {err}");
-    let (code, out, err) = cli(
-        &provider,
-        &[
-            "retire-versions",
-            "--before-version",
-            "2",
-            "--apply",
-            "--expected-state-hash",
-            &hash,
-        ],
-    );
+    let (code, out, err) = provider.cli(&[
+        "retire-versions",
+        "--before-version",
+        "2",
+        "--apply",
+        "--expected-state-hash",
+        &hash,
+    ]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("applied: true"), "{out}");
     assert!(out.contains("remove: transitVersion=1 keyIdHash="), "{out}");
@@ -467,7 +392,7 @@ async fn retire_then_restore_a_version_with_reviewed_plans() {
     assert!(provider.stop().success());
 
     // Restoring is refused while OpenBao still blocks version 1 …
-    let (code, _, err) = cli(&provider, &["restore-versions", "--versions", "1"]);
+    let (code, _, err) = provider.cli(&["restore-versions", "--versions", "1"]);
     assert_eq!(code, 4, "{err}");
     lab.bao_ok(&[
         "write",
@@ -475,24 +400,19 @@ async fn retire_then_restore_a_version_with_reviewed_plans() {
         "min_decryption_version=1",
     ]);
     // … and works once it does not.
-    let (code, plan, err) = cli(
-        &provider,
-        &["restore-versions", "--versions", "1", "--output", "json"],
-    );
+    let (code, plan, err) =
+        provider.cli(&["restore-versions", "--versions", "1", "--output", "json"]);
     assert_eq!(code, 0, "{err}");
     let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
     let hash = plan["stateHash"].as_str().unwrap().to_owned();
-    let (code, _, err) = cli(
-        &provider,
-        &[
-            "restore-versions",
-            "--versions",
-            "1",
-            "--apply",
-            "--expected-state-hash",
-            &hash,
-        ],
-    );
+    let (code, _, err) = provider.cli(&[
+        "restore-versions",
+        "--versions",
+        "1",
+        "--apply",
+        "--expected-state-hash",
+        &hash,
+    ]);
     assert_eq!(code, 0, "{err}");
     provider.spawn();
     provider.wait_ready(Duration::from_secs(30));
@@ -503,23 +423,21 @@ async fn retire_then_restore_a_version_with_reviewed_plans() {
     );
 
     // Usage errors are exit 2 and touch nothing.
-    assert_eq!(cli(&provider, &["restore-versions"]).0, 2);
+    assert_eq!(provider.cli(&["restore-versions"]).0, 2);
     assert_eq!(
-        cli(
-            &provider,
-            &["retire-versions", "--before-version", "2", "--apply"]
-        )
-        .0,
+        provider
+            .cli(&["retire-versions", "--before-version", "2", "--apply"])
+            .0,
         2
     );
-    let (code, report, _) = cli(&provider, &["verify-key"]);
+    let (code, report, _) = provider.cli(&["verify-key"]);
     assert_eq!(code, 0, "{report}");
     assert!(report.starts_with("verify-key\n"), "{report}");
     assert!(
         report.contains("[pass] transit.version_restrictions"),
         "{report}"
     );
-    let (code, report, _) = cli(&provider, &["verify-rotation"]);
+    let (code, report, _) = provider.cli(&["verify-rotation"]);
     assert_eq!(code, 0, "{report}");
     assert!(report.contains("confidence: limited"), "{report}");
     assert!(report.contains("rotationState: active"), "{report}");

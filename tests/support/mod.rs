@@ -12,6 +12,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod jwt;
+pub mod kms;
 pub mod openbao;
 pub mod provider;
 pub mod tmp;

@@ -55,6 +55,17 @@ pub fn free_port() -> u16 {
 }
 
 impl Setup {
+    /// Probes that stay quiet for a test's duration, so every OpenBao request
+    /// in the audit log comes from the calls under test.
+    pub fn quiet(lab: &Lab) -> Setup {
+        Setup {
+            probe_interval: "1m",
+            deep_probe_interval: "5m",
+            max_staleness: "2m",
+            ..Setup::new(lab)
+        }
+    }
+
     pub fn new(lab: &Lab) -> Setup {
         Setup {
             address: lab.addr(),
@@ -333,6 +344,22 @@ impl Provider {
                 "provider output contains a secret marker"
             );
         }
+    }
+
+    /// Runs a CLI command with this provider's config: (exit code, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .env_clear()
+            .output()
+            .expect("run the CLI");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     pub fn files_dir(&self) -> &Path {
