@@ -155,7 +155,13 @@ impl HttpClient {
         if let Some(metrics) = &self.metrics {
             metrics.openbao_request(op.label(), status, elapsed);
         }
-        let request_id = result.as_ref().ok().and_then(request_id);
+        // Parsing the body again for its request id is only worth it when the
+        // debug event will actually be written.
+        let request_id = if tracing::enabled!(tracing::Level::DEBUG) {
+            result.as_ref().ok().and_then(request_id)
+        } else {
+            None
+        };
         tracing::debug!(
             operation = "openbao.request",
             openbao_operation = op.name(),
