@@ -57,10 +57,6 @@ impl SecretBytes {
         std::mem::take(&mut self.0)
     }
 
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -85,11 +85,6 @@ impl Keeper {
         inner.failed_attempt.is_some() || inner.broken
     }
 
-    /// Generation of the durable state, if any.
-    pub fn generation(&self) -> Option<u64> {
-        self.lock().confirmed.as_ref().map(|s| s.generation)
-    }
-
     fn persist(&self, inner: &mut Inner, next: StateFile) -> Result<StateFile, Reason> {
         match save(&self.paths, &next) {
             Ok(()) => {

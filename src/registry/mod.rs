@@ -31,7 +31,6 @@ use std::sync::Arc;
 pub struct Registry {
     active: Arc<KeySnapshot>,
     by_id: HashMap<KeyId, Arc<KeySnapshot>>,
-    generation: u64,
 }
 
 impl Registry {
@@ -49,19 +48,11 @@ impl Registry {
             .filter(|s| s.state == crate::identity::SnapshotState::Active)
             .cloned()
             .ok_or(StateError::Corrupt("active record missing"))?;
-        Ok(Self {
-            active,
-            by_id,
-            generation: state.generation,
-        })
+        Ok(Self { active, by_id })
     }
 
     pub fn active(&self) -> &Arc<KeySnapshot> {
         &self.active
-    }
-
-    pub fn generation(&self) -> u64 {
-        self.generation
     }
 
     /// A decryptable snapshot (active, pending or retired) by key_id.

@@ -65,10 +65,6 @@ impl Prober {
         &self.keeper
     }
 
-    pub fn cache(&self) -> &Arc<StatusCache> {
-        &self.cache
-    }
-
     /// Runs a metadata probe, then a deep probe if one is due. Returns the
     /// resulting unhealthy reasons (empty when healthy).
     pub async fn probe_cycle(&self, deep_due: bool) -> Vec<Reason> {
