@@ -6,7 +6,7 @@
 
 mod support;
 
-use bao_kms_provider::kms::proto::{DecryptRequest, StatusRequest};
+use bao_kms_provider::kms::proto::StatusRequest;
 use std::time::{Duration, Instant};
 use support::kms::try_encrypt;
 use support::openbao::{JWT_MOUNT, Lab, POLICY, ROLE};
@@ -105,12 +105,7 @@ async fn a_persistent_policy_denial_is_permission_denied_without_a_login_storm()
     let logins_before = lab.audited_count(LOGIN);
     for _ in 0..20 {
         let err = client
-            .decrypt(DecryptRequest {
-                ciphertext: sealed.ciphertext.clone(),
-                uid: "u".into(),
-                key_id: sealed.key_id.clone(),
-                annotations: sealed.annotations.clone(),
-            })
+            .decrypt(support::kms::decrypt_request(&sealed))
             .await
             .unwrap_err();
         assert!(

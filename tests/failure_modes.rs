@@ -300,12 +300,7 @@ async fn a_hung_openbao_turns_status_unhealthy_and_recovers() {
     assert_eq!(err.code(), Code::FailedPrecondition);
     let started = Instant::now();
     let err = client
-        .decrypt(DecryptRequest {
-            ciphertext: sealed.ciphertext.clone(),
-            uid: "u".into(),
-            key_id: sealed.key_id.clone(),
-            annotations: sealed.annotations.clone(),
-        })
+        .decrypt(support::kms::decrypt_request(&sealed))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded, "{}", err.message());
@@ -356,12 +351,7 @@ async fn openbao_stopped_and_restarted_with_its_data() {
     .unwrap();
     wait_for_health(&mut client, "unhealthy", Duration::from_secs(6)).await;
     let err = client
-        .decrypt(DecryptRequest {
-            ciphertext: sealed.ciphertext.clone(),
-            uid: "u".into(),
-            key_id: sealed.key_id.clone(),
-            annotations: sealed.annotations.clone(),
-        })
+        .decrypt(support::kms::decrypt_request(&sealed))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{}", err.message());

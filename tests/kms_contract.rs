@@ -141,12 +141,7 @@ async fn bad_decrypt_requests_are_rejected_before_any_transit_call() {
         .await
         .unwrap()
         .into_inner();
-    let request = || DecryptRequest {
-        ciphertext: good.ciphertext.clone(),
-        uid: "u".into(),
-        key_id: good.key_id.clone(),
-        annotations: good.annotations.clone(),
-    };
+    let request = || support::kms::decrypt_request(&good);
     let unknown = KeyId::parse("obk2.ig7zS9_yvQrdlcvWgJUhA5q_fQYupc5jRX5MzhAMQSk").unwrap();
     let mut cases: Vec<(&str, DecryptRequest, Code)> = Vec::new();
     let mut r = request();

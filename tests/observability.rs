@@ -423,24 +423,14 @@ async fn alert_rules_and_dashboard_query_only_exported_metrics() {
     let mut calls = Vec::new();
     for _ in 0..30 {
         let mut c = client.clone();
-        let req = DecryptRequest {
-            ciphertext: sealed.ciphertext.clone(),
-            uid: "u".into(),
-            key_id: sealed.key_id.clone(),
-            annotations: sealed.annotations.clone(),
-        };
+        let req = support::kms::decrypt_request(&sealed);
         calls.push(tokio::spawn(async move { c.decrypt(req).await }));
     }
     for call in calls {
         let _ = call.await.unwrap();
     }
     // One refusal of each kind the rules watch.
-    let mut tampered = DecryptRequest {
-        ciphertext: sealed.ciphertext.clone(),
-        uid: "u".into(),
-        key_id: sealed.key_id.clone(),
-        annotations: sealed.annotations.clone(),
-    };
+    let mut tampered = support::kms::decrypt_request(&sealed);
     tampered
         .annotations
         .insert("transit-key-version.kms.openbao.org".into(), b"7".to_vec());
