@@ -12,36 +12,9 @@ use super::env::tests::MapEnv;
 use super::yaml::DURATION_MESSAGE;
 use super::*;
 
-/// Spec §1.8 JWT file-source sample.
-const SAMPLE: &str = r#"configVersion: v1alpha1
-server:
-  socketPath: /run/openbao-kms/kms.sock
-  socketMode: "0660"
-  socketGroup: openbao-kms-socket
-openbao:
-  address: https://bao.example.internal:8200
-  caCertFile: /etc/openbao-kms/tls/ca.crt
-  tlsServerName: bao.example.internal
-  instanceId: bao-prod-a
-auth:
-  method: jwt
-  jwt:
-    source: file
-    mountPath: auth/k8s-workload-a-jwt
-    role: openbao-kms-control-plane
-    jwtFile: /var/lib/openbao-kms/identity.jwt
-    expectedIssuer: https://issuer.example.internal
-    expectedAudience: [bao-kms-provider]
-    expectedSubject: system:openbao-kms:workload-a
-transit:
-  mountPath: transit
-  keyName: k8s-workload-a-etcd
-  keyIdScope:
-    providerName: openbao-kms-workload-a
-    clusterId: workload-a
-    transitMountId: transit-prod-primary
-    keyLineageId: "0123456789abcdef0123456789abcdef"
-"#;
+/// Spec §1.8 JWT file-source sample: the documented example itself, so the
+/// docs and the loader tests cannot drift apart.
+const SAMPLE: &str = include_str!("../../docs/examples/config/jwt-file-minimal.yaml");
 
 /// Spec §1.8 OAuth2 `auth` block.
 const OAUTH2_AUTH: &str = r#"auth:
