@@ -12,6 +12,7 @@
 use super::report::{CheckStatus, Report};
 use super::{EXIT_CHECK_FAILED, EXIT_CONFIG, EXIT_OK};
 use crate::auth::{TokenManager, read_jwt_file, validate_claims};
+use crate::clock::unix_now;
 use crate::config::{
     AuthMethod, Config, Env, FsChecks, JwtSource, LoadStage, Overrides, load_file_staged,
 };
@@ -830,10 +831,4 @@ impl Drop for ScratchDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
     }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
