@@ -5,31 +5,20 @@
 //! not derived, not convergent.
 
 use super::reason::Reason;
+use crate::diagnostics::profile_findings;
 use crate::openbao::KeyMetadata;
 
-/// Checks the key profile and the shape of its version map.
+/// Checks the key profile (the same findings `doctor` reports) and the shape
+/// of its version map, which the provider relies on to name key versions.
 pub fn check_profile(meta: &KeyMetadata) -> Result<(), Reason> {
     let latest = meta.latest_version;
-    let safe_profile = meta.key_type == "aes256-gcm96"
-        && !meta.exportable
-        && !meta.allow_plaintext_backup
-        && !meta.deletion_allowed
-        && !meta.derived
-        && !meta.convergent_encryption
-        && !meta.soft_deleted
-        && meta.supports_encryption
-        && meta.supports_decryption;
-    let sane_versions = latest > 0
-        && meta.min_available_version >= 0
-        && meta.min_available_version <= latest
-        && meta.min_encryption_version <= latest
-        && meta.min_decryption_version <= latest;
-    let sane_map = meta.keys.contains_key(&latest.to_string())
+    let sane_map = meta.min_available_version >= 0
+        && meta.keys.contains_key(&latest.to_string())
         && meta.keys.iter().all(|(version, created)| {
             let canonical = !version.starts_with('0');
             canonical && version.parse::<i64>().is_ok_and(|v| v > 0 && v <= latest) && *created > 0
         });
-    if safe_profile && sane_versions && sane_map {
+    if profile_findings(meta).is_empty() && sane_map {
         Ok(())
     } else {
         Err(Reason::ProfileInvalid)
