@@ -132,9 +132,9 @@ pub struct BoundSocket {
 /// §4.3): owned by us, no group/world write, and, with a socket group, that
 /// group with search permission. A missing setgid bit is only logged: the
 /// socket's group is set explicitly after bind, so it changes nothing for it.
-fn check_parent(path: &Path, gid: Option<u32>) -> Result<(), SocketError> {
-    let parent = path.parent().ok_or(SocketError::ParentMissing)?;
-    let meta = std::fs::symlink_metadata(parent).map_err(|_| SocketError::ParentMissing)?;
+/// The socket directory's own shape: a real directory, not writable by group
+/// or world. Shared with doctor's `host.files`.
+pub fn check_socket_dir_shape(meta: &std::fs::Metadata) -> Result<(), SocketError> {
     if !meta.file_type().is_dir() {
         return Err(SocketError::ParentNotDirectory);
     }
@@ -142,6 +142,27 @@ fn check_parent(path: &Path, gid: Option<u32>) -> Result<(), SocketError> {
     if mode & 0o022 != 0 {
         return Err(SocketError::ParentWritable { mode });
     }
+    Ok(())
+}
+
+/// The socket group must own the directory and be able to enter it. Shared
+/// with doctor's `host.files`.
+pub fn check_socket_dir_group(meta: &std::fs::Metadata, expected: u32) -> Result<(), SocketError> {
+    let mode = meta.mode() & 0o7777;
+    if meta.gid() != expected || mode & 0o010 == 0 {
+        return Err(SocketError::ParentGroupMismatch {
+            group: meta.gid(),
+            expected,
+            mode,
+        });
+    }
+    Ok(())
+}
+
+fn check_parent(path: &Path, gid: Option<u32>) -> Result<(), SocketError> {
+    let parent = path.parent().ok_or(SocketError::ParentMissing)?;
+    let meta = std::fs::symlink_metadata(parent).map_err(|_| SocketError::ParentMissing)?;
+    check_socket_dir_shape(&meta)?;
     let euid = geteuid().as_raw();
     if meta.uid() != euid {
         return Err(SocketError::ParentNotOwned {
@@ -150,13 +171,8 @@ fn check_parent(path: &Path, gid: Option<u32>) -> Result<(), SocketError> {
         });
     }
     if let Some(expected) = gid {
-        if meta.gid() != expected || mode & 0o010 == 0 {
-            return Err(SocketError::ParentGroupMismatch {
-                group: meta.gid(),
-                expected,
-                mode,
-            });
-        }
+        check_socket_dir_group(&meta, expected)?;
+        let mode = meta.mode() & 0o7777;
         if mode & 0o2000 == 0 {
             tracing::warn!(mode = %format!("{mode:04o}"), "socket.dir_not_setgid");
         }
