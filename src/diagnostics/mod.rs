@@ -1,6 +1,7 @@
-//! Pure evaluations behind the operator checks (`doctor` and `verify-key`): the Transit key profile findings (spec config §5.2) and the
-//! capability check of a token's policy (§5.3), and the host file layout. They take what OpenBao
-//! answered and return bounded messages that never name a path or key.
+//! Pure evaluations behind the operator checks (`doctor` and `verify-key`):
+//! the Transit key profile findings (spec config §5.2), the capability check
+//! of a token's policy (§5.3), and the host file layout. They return bounded
+//! messages that never name a path or key.
 
 mod capabilities;
 mod host_files;
