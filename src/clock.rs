@@ -1,7 +1,53 @@
 //! Wall-clock helpers: Unix seconds and RFC 3339 rendering, without a date
-//! crate. Deadlines and ages use `tokio::time::Instant` (monotonic) instead.
+//! crate, and the wall-clock seam ([`WallClock`]) that lets tests step the
+//! clock. Deadlines and ages use `tokio::time::Instant` (monotonic), which
+//! tests pause and advance instead.
 
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Where wall-clock readings come from.
+pub trait WallClock: Send + Sync {
+    fn now(&self) -> SystemTime;
+}
+
+/// The real clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl WallClock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// A clock that tests set and step, forwards and backwards.
+#[cfg(test)]
+#[derive(Debug)]
+pub struct ManualClock(std::sync::Mutex<SystemTime>);
+
+#[cfg(test)]
+impl ManualClock {
+    pub fn new(at: SystemTime) -> Self {
+        Self(std::sync::Mutex::new(at))
+    }
+
+    pub fn set(&self, at: SystemTime) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = at;
+    }
+}
+
+#[cfg(test)]
+impl WallClock for ManualClock {
+    fn now(&self) -> SystemTime {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
 
 /// Whole Unix seconds now (0 if the clock is before 1970).
 pub fn unix_now() -> i64 {

@@ -17,6 +17,7 @@ pub mod kms;
 pub mod observe;
 pub mod openbao;
 pub mod registry;
+pub mod rules;
 pub mod runtime;
 pub mod scaffold;
 pub mod secret;

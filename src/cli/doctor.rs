@@ -16,9 +16,7 @@ use crate::clock::unix_now;
 use crate::config::{
     AuthMethod, Config, Env, FsChecks, JwtSource, LoadStage, Overrides, load_file_staged,
 };
-use crate::diagnostics::{
-    CapabilityPaths, HostPaths, check_capabilities, inspect_host, profile_findings, render_findings,
-};
+use crate::diagnostics::{CapabilityPaths, HostPaths, check_capabilities, inspect_host};
 use crate::encryption_config::{self as encryption, Expected, IdentityFallback};
 use crate::identity::{KeyId, hash_value};
 use crate::kms::proto::key_management_service_server::KeyManagementService as _;
@@ -29,6 +27,7 @@ use crate::registry::{
     CheckpointStatus, Keeper, RecordState, Registry, StateFile, StatePaths, bootstrap_state,
     check_retained, inspect,
 };
+use crate::rules::{profile_findings, render_findings};
 use crate::runtime::{keeper_settings, scope_of, token_settings};
 use crate::status::{Discovery, Prober, StatusCache};
 use ring::rand::SecureRandom as _;

@@ -6,7 +6,7 @@
 //! directories, and whether the socket directory will let the apiserver's
 //! group in without letting it replace the socket.
 
-use crate::kms::{SocketError, check_socket_dir_group, check_socket_dir_shape};
+use crate::rules::{DirFault, check_socket_dir_group, check_socket_dir_shape};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -86,12 +86,12 @@ pub fn inspect_host(paths: &HostPaths<'_>) -> Vec<Finding> {
         )),
         Some(m) => {
             let mode = m.mode() & 0o7777;
-            // The rules are serve's own (kms::socket); only the wording is doctor's.
+            // The rules are serve's own (crate::rules); only the wording is doctor's.
             if check_socket_dir_shape(&m).is_err() {
                 findings.push(block(format!("socket directory mode {mode:04o}: must be a directory without group or world write")));
             }
             if let Some(gid) = paths.socket_gid
-                && let Err(SocketError::ParentGroupMismatch { group, .. }) = check_socket_dir_group(&m, gid)
+                && let Err(DirFault::GroupMismatch { group, .. }) = check_socket_dir_group(&m, gid)
             {
                 if group != gid {
                     findings.push(block(format!("socket directory group {group}, expected the socket group {gid}")));

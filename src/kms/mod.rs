@@ -17,6 +17,5 @@ pub use error::KmsError;
 pub use limits::{Limits, MAX_MESSAGE_BYTES};
 pub use service::KmsService;
 pub use socket::{
-    BoundSocket, SocketError, SocketOptions, bind_socket, check_socket_dir_group,
-    check_socket_dir_shape, remove_socket, resolve_group,
+    BoundSocket, SocketError, SocketOptions, bind_socket, remove_socket, resolve_group,
 };

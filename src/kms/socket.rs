@@ -6,6 +6,7 @@
 //! path is only ever removed when it is a socket that refused a connection
 //! (verified dead). A live peer or an indeterminate probe fails closed.
 
+use crate::rules::{DirFault, check_socket_dir_group, check_socket_dir_shape};
 use nix::unistd::{Gid, Group, geteuid};
 use std::fmt;
 use std::io::ErrorKind;
@@ -128,37 +129,29 @@ pub struct BoundSocket {
     pub inode: u64,
 }
 
+impl From<DirFault> for SocketError {
+    fn from(fault: DirFault) -> Self {
+        match fault {
+            DirFault::NotDirectory => Self::ParentNotDirectory,
+            DirFault::Writable { mode } => Self::ParentWritable { mode },
+            DirFault::GroupMismatch {
+                group,
+                expected,
+                mode,
+            } => Self::ParentGroupMismatch {
+                group,
+                expected,
+                mode,
+            },
+        }
+    }
+}
+
 /// Checks the socket directory against the ownership model (`operations.md`
-/// §4.3): owned by us, no group/world write, and, with a socket group, that
-/// group with search permission. A missing setgid bit is only logged: the
-/// socket's group is set explicitly after bind, so it changes nothing for it.
-/// The socket directory's own shape: a real directory, not writable by group
-/// or world. Shared with doctor's `host.files`.
-pub fn check_socket_dir_shape(meta: &std::fs::Metadata) -> Result<(), SocketError> {
-    if !meta.file_type().is_dir() {
-        return Err(SocketError::ParentNotDirectory);
-    }
-    let mode = meta.mode() & 0o7777;
-    if mode & 0o022 != 0 {
-        return Err(SocketError::ParentWritable { mode });
-    }
-    Ok(())
-}
-
-/// The socket group must own the directory and be able to enter it. Shared
-/// with doctor's `host.files`.
-pub fn check_socket_dir_group(meta: &std::fs::Metadata, expected: u32) -> Result<(), SocketError> {
-    let mode = meta.mode() & 0o7777;
-    if meta.gid() != expected || mode & 0o010 == 0 {
-        return Err(SocketError::ParentGroupMismatch {
-            group: meta.gid(),
-            expected,
-            mode,
-        });
-    }
-    Ok(())
-}
-
+/// §4.3, the rules in `crate::rules`): owned by us, no group/world write,
+/// and, with a socket group, that group with search permission. A missing
+/// setgid bit is only logged: the socket's group is set explicitly after
+/// bind, so it changes nothing for it.
 fn check_parent(path: &Path, gid: Option<u32>) -> Result<(), SocketError> {
     let parent = path.parent().ok_or(SocketError::ParentMissing)?;
     let meta = std::fs::symlink_metadata(parent).map_err(|_| SocketError::ParentMissing)?;

@@ -6,16 +6,22 @@
 //! * `store` — safe reads, atomic durable writes, the fail-closed load table;
 //! * `lock` — the single-writer lock;
 //! * `transition` — pure bootstrap / observation / promotion / retire / restore;
-//! * `keeper` — the running provider's owner of all of the above.
+//! * `keeper` — the running provider's owner of all of the above;
+//! * `error` — why the registry refused, for the status layer to map.
 
+mod error;
 mod keeper;
 mod lock;
 mod state;
 mod store;
 mod transition;
 
+pub use error::RegistryError;
 pub use keeper::{Keeper, KeeperSettings, Published};
 pub use lock::{StateLock, acquire};
+/// Fixtures other modules' unit tests build registries from.
+#[cfg(test)]
+pub(crate) use state::tests as state_tests;
 pub use state::{Record, RecordState, StateError, StateFile};
 pub use store::{CheckpointStatus, Loaded, StatePaths, inspect, load, save};
 pub use transition::{

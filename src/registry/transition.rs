@@ -5,10 +5,10 @@
 //! Nothing here touches files, clocks or OpenBao: callers pass the live
 //! metadata and the current Unix time, and persist what comes back.
 
+use super::error::RegistryError;
 use super::state::{Record, RecordState, SCHEMA_V1ALPHA2, StateError, StateFile};
 use crate::identity::Scope;
 use crate::openbao::KeyMetadata;
-use crate::status::Reason;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -50,14 +50,18 @@ pub fn bootstrap_state(
     fingerprint: &str,
     meta: &KeyMetadata,
     now: i64,
-) -> Result<StateFile, Reason> {
+) -> Result<StateFile, RegistryError> {
     if meta.latest_version != 1 || meta.min_available_version > 1 || meta.min_decryption_version > 1
     {
-        return Err(Reason::StateUnavailable);
+        return Err(RegistryError::StateUnavailable);
     }
-    let created = meta.keys.get("1").copied().ok_or(Reason::ProfileInvalid)?;
-    let mut record =
-        Record::new(scope, 1, created, RecordState::Active).map_err(|_| Reason::ProfileInvalid)?;
+    let created = meta
+        .keys
+        .get("1")
+        .copied()
+        .ok_or(RegistryError::IdentityMismatch)?;
+    let mut record = Record::new(scope, 1, created, RecordState::Active)
+        .map_err(|_| RegistryError::IdentityMismatch)?;
     record.observed_at_unix = now;
     record.promoted_at_unix = now;
     Ok(StateFile {
@@ -74,18 +78,45 @@ pub fn bootstrap_state(
 
 /// Every retained record must still exist in Transit with the same creation
 /// second, and no minimum may exclude it (`core.md` §5.7 last paragraph).
-pub fn check_retained(state: &StateFile, meta: &KeyMetadata) -> Result<(), Reason> {
-    for record in state.snapshots.iter().filter(|r| r.state.retained()) {
-        let live = meta.keys.get(&record.transit_version.to_string()).copied();
-        if live != Some(record.transit_version_created_at_unix) {
-            return Err(Reason::ProfileInvalid);
-        }
-        let version = version_i64(record.transit_version);
-        if meta.min_available_version > version || meta.min_decryption_version > version {
-            return Err(Reason::ProfileInvalid);
-        }
+/// Identity comes first: a recreated key is reported as such even when its
+/// minimums also exclude a version.
+pub fn check_retained(state: &StateFile, meta: &KeyMetadata) -> Result<(), RegistryError> {
+    check_retained_identity(state, meta)?;
+    check_retained_available(state, meta)
+}
+
+/// Every retained record still exists in Transit with the same creation second.
+fn check_retained_identity(state: &StateFile, meta: &KeyMetadata) -> Result<(), RegistryError> {
+    let intact = state
+        .snapshots
+        .iter()
+        .filter(|r| r.state.retained())
+        .all(|r| {
+            meta.keys.get(&r.transit_version.to_string()).copied()
+                == Some(r.transit_version_created_at_unix)
+        });
+    if intact {
+        Ok(())
+    } else {
+        Err(RegistryError::IdentityMismatch)
     }
-    Ok(())
+}
+
+/// No `min_available_version` or `min_decryption_version` excludes a retained record.
+fn check_retained_available(state: &StateFile, meta: &KeyMetadata) -> Result<(), RegistryError> {
+    let excluded = state
+        .snapshots
+        .iter()
+        .filter(|r| r.state.retained())
+        .any(|r| {
+            let version = version_i64(r.transit_version);
+            meta.min_available_version > version || meta.min_decryption_version > version
+        });
+    if excluded {
+        Err(RegistryError::VersionExcluded)
+    } else {
+        Ok(())
+    }
 }
 
 /// One metadata observation against `state`.
@@ -96,8 +127,10 @@ pub fn observe(
     now: i64,
     rules: RotationRules,
     mode: Mode,
-) -> Result<Observation, Reason> {
-    let active = state.active_record().ok_or(Reason::StateUnavailable)?;
+) -> Result<Observation, RegistryError> {
+    let active = state
+        .active_record()
+        .ok_or(RegistryError::StateUnavailable)?;
     let active_version = version_i64(active.transit_version);
     let latest = meta.latest_version;
     let has_pending = state
@@ -106,13 +139,18 @@ pub fn observe(
         .any(|r| r.state == RecordState::Pending);
     // Rollbacks first: they explain the missing versions check_retained would see.
     if latest < active_version && rules.reject_rollback {
-        return Err(Reason::VersionRollback);
+        return Err(RegistryError::VersionRollback);
     }
     if latest == active_version && has_pending {
         // A pending version that vanished from Transit is a rollback too.
-        return Err(Reason::VersionRollback);
+        return Err(RegistryError::VersionRollback);
     }
-    check_retained(state, meta)?;
+    check_retained_identity(state, meta)?;
+    if mode == Mode::Observe {
+        // Discovery only records identities, so a minimum version that
+        // excludes an old one (a setting) must not stop it.
+        check_retained_available(state, meta)?;
+    }
     let encryption_blocked = meta.min_encryption_version > active_version;
     if latest <= active_version {
         return Ok(Observation {
@@ -129,7 +167,7 @@ pub fn observe(
         .enumerate()
         .map(|(i, r)| (r.transit_version, i))
         .collect();
-    let latest_u = u64::try_from(latest).map_err(|_| Reason::ProfileInvalid)?;
+    let latest_u = u64::try_from(latest).map_err(|_| RegistryError::IdentityMismatch)?;
     for version in active.transit_version + 1..latest_u {
         match by_version.get(&version) {
             Some(&i) if records[i].state == RecordState::Pending => {
@@ -148,9 +186,9 @@ pub fn observe(
                     .keys
                     .get(&version.to_string())
                     .copied()
-                    .ok_or(Reason::ProfileInvalid)?;
+                    .ok_or(RegistryError::IdentityMismatch)?;
                 let mut r = Record::new(scope, version, created, RecordState::Retired)
-                    .map_err(|_| Reason::ProfileInvalid)?;
+                    .map_err(|_| RegistryError::IdentityMismatch)?;
                 r.observed_at_unix = now;
                 records.push(r);
                 changed = true;
@@ -161,11 +199,11 @@ pub fn observe(
         .keys
         .get(&latest.to_string())
         .copied()
-        .ok_or(Reason::ProfileInvalid)?;
+        .ok_or(RegistryError::IdentityMismatch)?;
     let candidate = match by_version.get(&latest_u) {
         None => {
             let mut r = Record::new(scope, latest_u, latest_created, RecordState::Pending)
-                .map_err(|_| Reason::ProfileInvalid)?;
+                .map_err(|_| RegistryError::IdentityMismatch)?;
             r.observed_at_unix = now;
             records.push(r);
             changed = true;
@@ -173,7 +211,7 @@ pub fn observe(
         }
         Some(&i) if records[i].state == RecordState::Pending => i,
         // The newest version was retired or removed locally: never adopt it.
-        Some(_) => return Err(Reason::ProfileInvalid),
+        Some(_) => return Err(RegistryError::IdentityMismatch),
     };
     let pending = &mut records[candidate];
     if mode == Mode::Observe {
@@ -193,7 +231,7 @@ pub fn observe(
     let stable_candidate = stable.then(|| pending.kubernetes_key_id.clone());
     let next = if changed {
         let next = state.successor(state.active_key_id.clone(), records);
-        check_progress(state, &next).map_err(|_| Reason::StatePublishFailed)?;
+        check_progress(state, &next).map_err(|_| RegistryError::PublishFailed)?;
         Some(next)
     } else {
         None
@@ -382,7 +420,7 @@ mod tests {
         assert_eq!(s.validate(FP, &golden_scope()), Ok(()));
         assert_eq!(
             bootstrap_state(&golden_scope(), FP, &meta(2), 0),
-            Err(Reason::StateUnavailable)
+            Err(RegistryError::StateUnavailable)
         );
     }
 
@@ -446,7 +484,7 @@ mod tests {
         missing.keys.remove("3");
         assert_eq!(
             observe(&first(), &missing, &golden_scope(), 0, RULES, Mode::Observe),
-            Err(Reason::ProfileInvalid)
+            Err(RegistryError::IdentityMismatch)
         );
     }
 
@@ -496,7 +534,7 @@ mod tests {
                 RULES,
                 Mode::Observe
             ),
-            Err(Reason::VersionRollback)
+            Err(RegistryError::VersionRollback)
         );
         let lenient = RotationRules {
             reject_rollback: false,
@@ -517,7 +555,7 @@ mod tests {
         // Pending version vanished.
         assert_eq!(
             observe(&s2, &meta(1), &golden_scope(), 0, RULES, Mode::Observe),
-            Err(Reason::VersionRollback)
+            Err(RegistryError::VersionRollback)
         );
         // Same name, recreated key: different creation times.
         let mut recreated = meta(1);
@@ -531,7 +569,7 @@ mod tests {
                 RULES,
                 Mode::Observe
             ),
-            Err(Reason::ProfileInvalid)
+            Err(RegistryError::IdentityMismatch)
         );
         let mut min_dec = meta(2);
         min_dec.min_decryption_version = 2;
@@ -544,7 +582,26 @@ mod tests {
                 RULES,
                 Mode::Observe
             ),
-            Err(Reason::ProfileInvalid)
+            Err(RegistryError::VersionExcluded)
+        );
+        // A recreated key whose minimums also exclude a version is an identity fault.
+        let mut both = min_dec.clone();
+        both.keys.insert("1".into(), 1_800_000_000);
+        assert_eq!(
+            observe(&promoted, &both, &golden_scope(), 0, RULES, Mode::Observe),
+            Err(RegistryError::IdentityMismatch)
+        );
+        // Discovery records identities even while a minimum excludes one.
+        assert!(
+            observe(
+                &promoted,
+                &min_dec,
+                &golden_scope(),
+                0,
+                RULES,
+                Mode::Discover
+            )
+            .is_ok()
         );
         let mut min_enc = meta(2);
         min_enc.min_encryption_version = 3;

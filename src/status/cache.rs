@@ -5,6 +5,7 @@
 //! backward clock step can never make an old observation look fresh.
 
 use super::reason::Reason;
+use crate::clock::{SystemClock, WallClock};
 use crate::identity::KeySnapshot;
 use crate::openbao::ErrorClass;
 use crate::registry::Registry;
@@ -32,17 +33,24 @@ struct Inner {
 }
 
 /// Shared, lock-protected health view. Locks are never held across an await.
-#[derive(Debug)]
 pub struct StatusCache {
     inner: RwLock<Inner>,
     max_staleness: Duration,
+    wall: Arc<dyn WallClock>,
 }
 
 impl StatusCache {
     pub fn new(max_staleness: Duration) -> Self {
+        Self::with_wall_clock(max_staleness, Arc::new(SystemClock))
+    }
+
+    /// A cache whose wall-clock readings come from `wall` (monotonic time is
+    /// tokio's, which tests pause and advance).
+    pub fn with_wall_clock(max_staleness: Duration, wall: Arc<dyn WallClock>) -> Self {
         Self {
             inner: RwLock::new(Inner::default()),
             max_staleness,
+            wall,
         }
     }
 
@@ -54,17 +62,17 @@ impl StatusCache {
         self.inner.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn age(inner: &Inner) -> Option<Duration> {
+    fn age(&self, inner: &Inner) -> Option<Duration> {
         inner.last_metadata_success.map(|(mono, wall)| {
             let monotonic = mono.elapsed();
-            let wall_clock = SystemTime::now().duration_since(wall).unwrap_or_default();
+            let wall_clock = self.wall.now().duration_since(wall).unwrap_or_default();
             monotonic.max(wall_clock)
         })
     }
 
     /// Age of the last successful metadata observation.
     pub fn age_of_last_success(&self) -> Option<Duration> {
-        Self::age(&self.read())
+        self.age(&self.read())
     }
 
     /// The active snapshot when the provider may serve Status `ok` and Encrypt.
@@ -87,7 +95,7 @@ impl StatusCache {
         if inner.registry.is_none() {
             reasons.push(Reason::StateUnavailable);
         }
-        match Self::age(inner) {
+        match self.age(inner) {
             None => reasons.push(Reason::MetadataUnverified),
             Some(age) if age > self.max_staleness => reasons.push(Reason::StatusStale),
             Some(_) => {}
@@ -121,7 +129,10 @@ impl StatusCache {
         (inner.metadata_class, inner.deep_class)
     }
 
-    pub(super) fn metadata_succeeded(&self, registry: Arc<Registry>) {
+    /// A metadata observation validated the key's identity: publish
+    /// `registry` and count the observation as fresh. `problem` (an unsafe
+    /// setting, encryption blocked) keeps Status unhealthy with that reason.
+    pub(super) fn metadata_observed(&self, registry: Arc<Registry>, problem: Option<Reason>) {
         let mut inner = self.write();
         // A new active key must pass its own deep probe before Status is healthy.
         let active_changed = inner
@@ -134,11 +145,11 @@ impl StatusCache {
             inner.deep_class = None;
         }
         inner.registry = Some(registry);
-        inner.metadata_ok = true;
-        inner.metadata_reason = None;
+        inner.metadata_ok = problem.is_none();
+        inner.metadata_reason = problem;
         inner.metadata_class = None;
         inner.identity_contradicted = false;
-        inner.last_metadata_success = Some((Instant::now(), SystemTime::now()));
+        inner.last_metadata_success = Some((Instant::now(), self.wall.now()));
     }
 
     /// Publishes a registry with newly discovered identities; the active key
@@ -154,23 +165,16 @@ impl StatusCache {
         }
     }
 
+    /// A metadata probe failed. Identity contradictions (and a key that is
+    /// gone) also stop Decrypt; outages and everything else do not.
     pub(super) fn metadata_failed(&self, reason: Reason, class: Option<ErrorClass>) {
         let mut inner = self.write();
-        let contradicted = matches!(reason, Reason::ProfileInvalid | Reason::VersionRollback)
+        let contradicted = reason.contradicts_identity()
             || (reason == Reason::MetadataReadFailed && class == Some(ErrorClass::NotFound));
         inner.identity_contradicted |= contradicted;
         inner.metadata_ok = false;
         inner.metadata_reason = Some(reason);
         inner.metadata_class = class;
-    }
-
-    /// Metadata was read and is valid, but encryption is blocked: observation
-    /// counts as fresh, Status stays unhealthy.
-    pub(super) fn metadata_blocked(&self, registry: Arc<Registry>) {
-        self.metadata_succeeded(registry);
-        let mut inner = self.write();
-        inner.metadata_ok = false;
-        inner.metadata_reason = Some(Reason::EncryptionBlocked);
     }
 
     pub(super) fn deep_result(&self, result: Result<(), (Reason, Option<ErrorClass>)>) {
@@ -195,5 +199,127 @@ impl StatusCache {
 
     pub(super) fn encryption_blocked(&self) -> bool {
         self.read().metadata_reason == Some(Reason::EncryptionBlocked)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::registry::bootstrap_state;
+    use crate::registry::state_tests::golden_scope;
+    use std::time::UNIX_EPOCH;
+
+    const FP: &str = "cfg1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+    fn registry() -> Arc<Registry> {
+        let meta = crate::openbao::KeyMetadata {
+            key_type: "aes256-gcm96".into(),
+            latest_version: 1,
+            keys: [("1".to_owned(), 1_700_000_060)].into(),
+            supports_encryption: true,
+            supports_decryption: true,
+            ..Default::default()
+        };
+        let state = bootstrap_state(&golden_scope(), FP, &meta, 1_700_000_100).unwrap();
+        Arc::new(Registry::from_state(&state, &golden_scope()).unwrap())
+    }
+
+    fn healthy(wall: &Arc<ManualClock>) -> StatusCache {
+        let cache = StatusCache::with_wall_clock(Duration::from_secs(120), wall.clone());
+        cache.metadata_observed(registry(), None);
+        cache.deep_result(Ok(()));
+        cache
+    }
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unhealthy_until_both_probes_pass() {
+        let wall = Arc::new(ManualClock::new(at(1_000)));
+        let cache = StatusCache::with_wall_clock(Duration::from_secs(120), wall);
+        assert_eq!(
+            cache.reasons(),
+            [
+                Reason::StateUnavailable,
+                Reason::MetadataUnverified,
+                Reason::DeepProbePending
+            ]
+        );
+        cache.metadata_observed(registry(), None);
+        assert_eq!(cache.reasons(), [Reason::DeepProbePending]);
+        cache.deep_result(Ok(()));
+        assert!(cache.healthy_active().is_ok());
+        // A metadata success never clears a deep failure.
+        cache.deep_result(Err((Reason::DeepProbeFailed, None)));
+        cache.metadata_observed(registry(), None);
+        assert_eq!(cache.reasons(), [Reason::DeepProbeFailed]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stale_after_max_staleness_on_either_clock() {
+        let wall = Arc::new(ManualClock::new(at(1_000)));
+        let cache = healthy(&wall);
+        tokio::time::advance(Duration::from_secs(120)).await;
+        assert!(cache.healthy_active().is_ok(), "exactly at the bound");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(cache.reasons(), [Reason::StatusStale]);
+
+        // A forward wall-clock jump (suspend) expires the cache early.
+        let cache = healthy(&wall);
+        wall.set(at(1_121));
+        assert_eq!(cache.reasons(), [Reason::StatusStale]);
+
+        // A backward step never makes an old observation look fresh.
+        wall.set(at(1_000));
+        let cache = healthy(&wall);
+        wall.set(at(500));
+        tokio::time::advance(Duration::from_secs(121)).await;
+        assert_eq!(cache.reasons(), [Reason::StatusStale]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn setting_drift_keeps_decrypt_and_identity_faults_stop_it() {
+        let wall = Arc::new(ManualClock::new(at(1_000)));
+        let cache = healthy(&wall);
+        // An unsafe setting: fresh observation, Status unhealthy, Decrypt served.
+        cache.metadata_observed(registry(), Some(Reason::ProfileInvalid));
+        assert_eq!(cache.reasons(), [Reason::ProfileInvalid]);
+        assert!(!cache.identity_refused());
+        tokio::time::advance(Duration::from_secs(200)).await;
+        cache.metadata_observed(registry(), Some(Reason::UpsertAllowed));
+        assert_eq!(
+            cache.reasons(),
+            [Reason::UpsertAllowed],
+            "observation stays fresh"
+        );
+        // Outages and unsafe-setting failures never refuse Decrypt.
+        for (reason, class) in [
+            (Reason::MetadataReadFailed, Some(ErrorClass::Unavailable)),
+            (Reason::UpsertCheckFailed, Some(ErrorClass::Sealed)),
+            (Reason::CircuitBreakerOpen, None),
+            (Reason::ProfileInvalid, None),
+            (Reason::StateSaveFailed, None),
+        ] {
+            cache.metadata_failed(reason, class);
+            assert!(!cache.identity_refused(), "{reason}");
+        }
+        // Identity contradictions do, until the key validates again.
+        for (reason, class) in [
+            (Reason::KeyIdentityInvalid, None),
+            (Reason::VersionRollback, None),
+            (Reason::StateRollback, None),
+            (Reason::MetadataReadFailed, Some(ErrorClass::NotFound)),
+        ] {
+            cache.metadata_failed(reason, class);
+            assert!(cache.identity_refused(), "{reason}");
+            // A later outage does not clear it.
+            cache.metadata_failed(Reason::MetadataReadFailed, Some(ErrorClass::Unavailable));
+            assert!(cache.identity_refused(), "{reason} is sticky");
+            cache.metadata_observed(registry(), None);
+            assert!(!cache.identity_refused());
+        }
     }
 }

@@ -12,6 +12,5 @@ mod scheduler;
 pub use cache::{StatusCache, Unhealthy};
 pub use discovery::Discovery;
 pub use probe::Prober;
-pub use profile::check_profile;
 pub use reason::Reason;
 pub use scheduler::{BootstrapError, bootstrap, run_scheduler};

@@ -5,13 +5,13 @@
 
 use super::breaker::Breaker;
 use super::cache::StatusCache;
-use super::profile::check_profile;
+use super::profile::assess_profile;
 use super::reason::Reason;
 use crate::clock::unix_now;
 use crate::identity::DEEP_PROBE_AAD;
 use crate::observe::metrics::Metrics;
 use crate::openbao::{ErrorClass, KeyMetadata, Transit};
-use crate::registry::{Keeper, Mode, Published};
+use crate::registry::{Keeper, Mode, Published, Registry, RegistryError};
 use ring::rand::SecureRandom as _;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::time::Instant;
@@ -146,25 +146,15 @@ impl Prober {
             self.cache.metadata_failed(Reason::CircuitBreakerOpen, None);
             return Err((Reason::CircuitBreakerOpen, None));
         }
-        let outcome = self.observe_metadata().await;
-        // A policy finding (upsert allowed, unsafe profile) is not an outage, so it
-        // does not trip the breaker.
+        let outcome = self.observe_metadata(Mode::Observe).await;
+        // A finding about the key (unsafe setting, identity) is not an outage,
+        // so it does not trip the breaker.
         let outage = matches!(&outcome, Err((_, Some(_))));
         Self::breaker_record(&self.metadata_breaker, !outage);
         match outcome {
-            Ok(Checked {
-                registry,
-                blocked: true,
-            }) => {
-                self.cache.metadata_blocked(registry);
-                Err((Reason::EncryptionBlocked, None))
-            }
-            Ok(Checked {
-                registry,
-                blocked: false,
-            }) => {
-                self.cache.metadata_succeeded(registry);
-                Ok(())
+            Ok(Observed { registry, problem }) => {
+                self.cache.metadata_observed(registry, problem);
+                problem.map_or(Ok(()), |reason| Err((reason, None)))
             }
             Err((reason, class)) => {
                 self.cache.metadata_failed(reason, class);
@@ -173,50 +163,69 @@ impl Prober {
         }
     }
 
-    /// Reads and validates live metadata (upsert policy, key profile).
-    async fn read_metadata(&self) -> Result<KeyMetadata, ProbeError> {
-        match self.transit.disable_upsert().await {
-            Ok(true) => {}
-            Ok(false) => return Err((Reason::UpsertAllowed, None)),
-            Err(e) => return Err((Reason::UpsertCheckFailed, Some(e.class))),
-        }
+    /// Hands the metadata to the keeper, which persists before we publish.
+    /// File I/O (with fsync) runs off the async workers.
+    fn keep(&self, meta: &KeyMetadata, mode: Mode) -> Result<Published, RegistryError> {
+        let now = unix_now();
+        tokio::task::block_in_place(|| self.keeper.observe(meta, mode, now))
+    }
+
+    /// Reads live metadata and validates it against the registry.
+    ///
+    /// Identity contradictions and outages are errors. An unsafe setting (upsert
+    /// allowed, an unsafe profile, a minimum version that excludes a retained
+    /// one) is an observation with a problem: the key's identity was still
+    /// validated, new identities are still recorded, but nothing is counted
+    /// towards promotion.
+    async fn observe_metadata(&self, mode: Mode) -> Result<Observed, ProbeError> {
+        let upsert_disabled = self
+            .transit
+            .disable_upsert()
+            .await
+            .map_err(|e| (Reason::UpsertCheckFailed, Some(e.class)))?;
         let meta = self
             .transit
             .read_key()
             .await
             .map_err(|e| (Reason::MetadataReadFailed, Some(e.class)))?;
-        check_profile(&meta).map_err(|r| (r, None))?;
-        Ok(meta)
-    }
-
-    /// Hands the metadata to the keeper, which persists before we publish.
-    /// File I/O (with fsync) runs off the async workers.
-    fn keep(&self, meta: &KeyMetadata, mode: Mode) -> Result<Published, ProbeError> {
-        let now = unix_now();
-        tokio::task::block_in_place(|| self.keeper.observe(meta, mode, now)).map_err(|r| (r, None))
-    }
-
-    async fn observe_metadata(&self) -> Result<Checked, ProbeError> {
-        let meta = self.read_metadata().await?;
-        let published = self.keep(&meta, Mode::Observe)?;
-        Ok(Checked {
+        let unsafe_profile = assess_profile(&meta).map_err(|r| (r, None))?;
+        let mut drift = unsafe_profile.or((!upsert_disabled).then_some(Reason::UpsertAllowed));
+        let mode = if drift.is_some() {
+            Mode::Discover
+        } else {
+            mode
+        };
+        let published = match self.keep(&meta, mode) {
+            Err(RegistryError::VersionExcluded) => {
+                drift = Some(Reason::ProfileInvalid);
+                self.keep(&meta, Mode::Discover)
+            }
+            other => other,
+        };
+        let published = match (published, drift) {
+            (Ok(published), _) => published,
+            // Nothing recorded yet: the unsafe setting is the useful reason.
+            (Err(RegistryError::StateUnavailable), Some(reason)) => return Err((reason, None)),
+            (Err(e), _) => return Err((Reason::from(e), None)),
+        };
+        let blocked = published
+            .encryption_blocked
+            .then_some(Reason::EncryptionBlocked);
+        Ok(Observed {
             registry: published.registry,
-            blocked: published.encryption_blocked,
+            problem: drift.or(blocked),
         })
     }
 
     /// Unknown-key_id discovery: the same validation as a metadata probe, but
     /// it only records new identities (never counts, never promotes) and
-    /// publishes the registry without touching probe health.
+    /// publishes the registry without touching probe health. An unsafe
+    /// setting does not stop it: Decrypt stays served while Encrypt is refused.
     pub async fn discover_cycle(&self) -> bool {
         let _gate = self.gate.lock().await;
-        let result = match self.read_metadata().await {
-            Ok(meta) => self.keep(&meta, Mode::Discover),
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(published) => {
-                self.cache.publish_registry(published.registry);
+        match self.observe_metadata(Mode::Discover).await {
+            Ok(observed) => {
+                self.cache.publish_registry(observed.registry);
                 tracing::info!(result = "ok", "status.discovery");
                 true
             }
@@ -275,8 +284,10 @@ impl Prober {
     }
 }
 
-/// A validated registry and whether encryption is blocked by `min_encryption_version`.
-struct Checked {
-    registry: Arc<crate::registry::Registry>,
-    blocked: bool,
+/// A metadata observation whose identity checks passed: the registry to
+/// publish, and why Status must still be unhealthy (an unsafe setting, or
+/// encryption blocked by `min_encryption_version`).
+struct Observed {
+    registry: Arc<Registry>,
+    problem: Option<Reason>,
 }

@@ -1,28 +1,19 @@
-//! Transit key profile validation (`core.md` §6.3 step 4).
-//!
-//! The provider only serves a key that can never leave OpenBao and never be
-//! deleted: aes256-gcm96, not exportable, no plaintext backup, no deletion,
-//! not derived, not convergent.
+//! The key profile as the status layer sees it (`core.md` §6.3 step 4): the
+//! rules live in `crate::rules`; here each finding becomes a readiness reason
+//! of the right kind.
 
 use super::reason::Reason;
-use crate::diagnostics::profile_findings;
 use crate::openbao::KeyMetadata;
+use crate::rules::{identity_findings, setting_findings};
 
-/// Checks the key profile (the same findings `doctor` reports) and the shape
-/// of its version map, which the provider relies on to name key versions.
-pub fn check_profile(meta: &KeyMetadata) -> Result<(), Reason> {
-    let latest = meta.latest_version;
-    let sane_map = meta.min_available_version >= 0
-        && meta.keys.contains_key(&latest.to_string())
-        && meta.keys.iter().all(|(version, created)| {
-            let canonical = !version.starts_with('0');
-            canonical && version.parse::<i64>().is_ok_and(|v| v > 0 && v <= latest) && *created > 0
-        });
-    if profile_findings(meta).is_empty() && sane_map {
-        Ok(())
-    } else {
-        Err(Reason::ProfileInvalid)
+/// `Err(key_identity_invalid)` when the live key cannot be the recorded key
+/// (Decrypt refused); `Ok(Some(profile_invalid))` for an unsafe setting on it
+/// (Encrypt refused, Decrypt served); `Ok(None)` for a safe profile.
+pub fn assess_profile(meta: &KeyMetadata) -> Result<Option<Reason>, Reason> {
+    if !identity_findings(meta).is_empty() {
+        return Err(Reason::KeyIdentityInvalid);
     }
+    Ok((!setting_findings(meta).is_empty()).then_some(Reason::ProfileInvalid))
 }
 
 #[cfg(test)]
@@ -42,13 +33,26 @@ mod tests {
     }
 
     #[test]
-    fn accepts_the_safe_profile_only() {
-        assert_eq!(check_profile(&good()), Ok(()));
-        let unsafe_variants: Vec<fn(&mut KeyMetadata)> = vec![
-            |m| m.key_type = "chacha20-poly1305".into(),
+    fn settings_are_drift_and_shape_is_identity() {
+        assert_eq!(assess_profile(&good()), Ok(None));
+        let settings: Vec<fn(&mut KeyMetadata)> = vec![
             |m| m.exportable = true,
             |m| m.allow_plaintext_backup = true,
             |m| m.deletion_allowed = true,
+            |m| m.min_encryption_version = 3,
+            |m| m.min_decryption_version = 3,
+        ];
+        for (i, mutate) in settings.iter().enumerate() {
+            let mut meta = good();
+            mutate(&mut meta);
+            assert_eq!(
+                assess_profile(&meta),
+                Ok(Some(Reason::ProfileInvalid)),
+                "setting {i}"
+            );
+        }
+        let identity: Vec<fn(&mut KeyMetadata)> = vec![
+            |m| m.key_type = "chacha20-poly1305".into(),
             |m| m.derived = true,
             |m| m.convergent_encryption = true,
             |m| m.soft_deleted = true,
@@ -56,7 +60,6 @@ mod tests {
             |m| m.latest_version = 0,
             |m| m.latest_version = 3,
             |m| m.min_available_version = 3,
-            |m| m.min_encryption_version = 3,
             |m| {
                 m.keys.insert("7".into(), 1);
             },
@@ -66,14 +69,19 @@ mod tests {
             |m| {
                 m.keys.insert("1".into(), 0);
             },
+            // An unsafe setting does not hide an identity contradiction.
+            |m| {
+                m.exportable = true;
+                m.derived = true;
+            },
         ];
-        for (i, mutate) in unsafe_variants.iter().enumerate() {
+        for (i, mutate) in identity.iter().enumerate() {
             let mut meta = good();
             mutate(&mut meta);
             assert_eq!(
-                check_profile(&meta),
-                Err(Reason::ProfileInvalid),
-                "variant {i}"
+                assess_profile(&meta),
+                Err(Reason::KeyIdentityInvalid),
+                "identity {i}"
             );
         }
     }

@@ -1,5 +1,9 @@
-//! Bounded readiness reasons (`core.md` §7.4).
+//! Bounded readiness reasons (`core.md` §7.4), and which of them contradict
+//! the key's identity (Decrypt refused before Transit) rather than describe
+//! an unsafe setting or an outage (Decrypt still served; see
+//! `docs/kms-behaviour.md`, "What each fault stops").
 
+use crate::registry::RegistryError;
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -11,7 +15,9 @@ pub enum Reason {
     MetadataReadFailed,
     UpsertAllowed,
     ProfileInvalid,
+    KeyIdentityInvalid,
     VersionRollback,
+    StateRollback,
     StateSaveFailed,
     StatePublishFailed,
     EncryptionBlocked,
@@ -31,7 +37,9 @@ impl Reason {
             Self::MetadataReadFailed => "metadata_read_failed",
             Self::UpsertAllowed => "upsert_allowed",
             Self::ProfileInvalid => "profile_invalid",
+            Self::KeyIdentityInvalid => "key_identity_invalid",
             Self::VersionRollback => "version_rollback",
+            Self::StateRollback => "state_rollback",
             Self::StateSaveFailed => "state_save_failed",
             Self::StatePublishFailed => "state_publish_failed",
             Self::EncryptionBlocked => "encryption_blocked",
@@ -39,6 +47,32 @@ impl Reason {
             Self::DeepProbeFailed => "deep_probe_failed",
             Self::DeepProbeInvalid => "deep_probe_invalid",
             Self::CircuitBreakerOpen => "circuit_breaker_open",
+        }
+    }
+}
+
+impl Reason {
+    /// True when live metadata or disk contradicts the recorded identities:
+    /// old ciphertext must then never reach whatever the key is now.
+    pub fn contradicts_identity(self) -> bool {
+        matches!(
+            self,
+            Self::KeyIdentityInvalid | Self::VersionRollback | Self::StateRollback
+        )
+    }
+}
+
+impl From<RegistryError> for Reason {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::StateUnavailable => Self::StateUnavailable,
+            RegistryError::IdentityMismatch => Self::KeyIdentityInvalid,
+            RegistryError::VersionRollback => Self::VersionRollback,
+            // A minimum version is a setting: Transit enforces it on Decrypt.
+            RegistryError::VersionExcluded => Self::ProfileInvalid,
+            RegistryError::SaveFailed => Self::StateSaveFailed,
+            RegistryError::StateDiverged => Self::StateRollback,
+            RegistryError::PublishFailed => Self::StatePublishFailed,
         }
     }
 }
