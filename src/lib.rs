@@ -12,6 +12,8 @@ pub mod clock;
 pub mod config;
 pub mod diagnostics;
 pub mod encryption_config;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 pub mod identity;
 pub mod kms;
 pub mod observe;

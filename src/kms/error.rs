@@ -20,6 +20,8 @@ pub enum KmsError {
     DiscoveryFailed,
     StatusStale,
     AadMissing,
+    /// The handler panicked; only this request failed.
+    Panic,
     Transit(OpenBaoError),
 }
 
@@ -74,6 +76,7 @@ impl KmsError {
                 "status_stale",
             ),
             Self::AadMissing => (Code::FailedPrecondition, "AAD required", "aad_missing"),
+            Self::Panic => (Code::Internal, "kms request failed", "panic"),
             Self::Transit(e) => transit_parts(e),
         }
     }

@@ -3,6 +3,7 @@
 mod client;
 mod error;
 mod limits;
+mod panic_guard;
 mod service;
 mod socket;
 

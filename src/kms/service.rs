@@ -6,6 +6,7 @@
 
 use super::error::{KmsError, code_label};
 use super::limits::{ANNOTATIONS_LIMIT, FIELD_LIMIT, Limits, annotations_size};
+use super::panic_guard::catch_panic;
 use super::proto::key_management_service_server::KeyManagementService;
 use super::proto::{
     DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse, StatusRequest, StatusResponse,
@@ -144,8 +145,35 @@ impl KmsService {
         })
     }
 
+    /// Answers from the cache only; never calls OpenBao.
+    fn status_inner(&self) -> Result<StatusResponse, KmsError> {
+        let _slot = self.limits.status()?;
+        let healthy = self
+            .cache
+            .healthy_active()
+            .ok()
+            .filter(|active| active.normalizes() && active.state == SnapshotState::Active);
+        let (healthz, key_id) = match healthy {
+            Some(active) => {
+                *self
+                    .last_status_key_id
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(active.key_id.clone());
+                ("ok", active.key_id.as_str().to_owned())
+            }
+            None => ("unhealthy", String::new()),
+        };
+        Ok(StatusResponse {
+            version: API_VERSION.to_owned(),
+            healthz: healthz.to_owned(),
+            key_id,
+        })
+    }
+
     async fn decrypt_inner(&self, request: DecryptRequest) -> Result<DecryptResponse, KmsError> {
         let _slot = self.limits.decrypt()?;
+        #[cfg(feature = "fault-injection")]
+        crate::fault::panic_at(crate::fault::Point::DecryptPanicOnce);
         if request.ciphertext.is_empty() {
             return Err(KmsError::CiphertextRequired);
         }
@@ -243,6 +271,7 @@ fn observe<T>(
                 operation,
                 status,
                 error_class = class,
+                panic_recovered = matches!(e, KmsError::Panic),
                 duration_ms,
                 key_id_hash,
                 request_uid_hash,
@@ -262,6 +291,7 @@ fn observe<T>(
                     metrics.aad_error(reason)
                 }
                 reason @ ("key_id_malformed" | "key_id_unknown") => metrics.key_id_error(reason),
+                "panic" => metrics.panic_recovered(method),
                 _ => {}
             }
         }
@@ -275,44 +305,17 @@ impl KeyManagementService for KmsService {
         _request: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
         let started = Instant::now();
-        let slot = self.limits.status();
-        if let Err(e) = &slot {
-            observe(
-                self.metrics.as_deref(),
-                "status",
-                started,
-                (None, None),
-                &Err::<(), _>(*e),
-            );
-        }
-        let _slot = slot?;
-        let healthy = self
-            .cache
-            .healthy_active()
-            .ok()
-            .filter(|active| active.normalizes() && active.state == SnapshotState::Active);
-        let (healthz, key_id) = match healthy {
-            Some(active) => {
-                *self
-                    .last_status_key_id
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(active.key_id.clone());
-                ("ok", active.key_id.as_str().to_owned())
-            }
-            None => ("unhealthy", String::new()),
-        };
+        let result = catch_panic(async { self.status_inner() })
+            .await
+            .unwrap_or(Err(KmsError::Panic));
         observe(
             self.metrics.as_deref(),
             "status",
             started,
             (None, None),
-            &Ok::<(), KmsError>(()),
+            &result,
         );
-        Ok(Response::new(StatusResponse {
-            version: API_VERSION.to_owned(),
-            healthz: healthz.to_owned(),
-            key_id,
-        }))
+        result.map(Response::new).map_err(Status::from)
     }
 
     async fn decrypt(
@@ -325,7 +328,9 @@ impl KeyManagementService for KmsService {
             .ok()
             .map(|id| hash_value(id.as_str()));
         let uid = std::mem::take(&mut request.uid);
-        let result = self.decrypt_inner(request).await;
+        let result = catch_panic(self.decrypt_inner(request))
+            .await
+            .unwrap_or(Err(KmsError::Panic));
         observe(
             self.metrics.as_deref(),
             "decrypt",
@@ -343,7 +348,9 @@ impl KeyManagementService for KmsService {
         let started = Instant::now();
         let mut request = request.into_inner();
         let uid = std::mem::take(&mut request.uid);
-        let result = self.encrypt_inner(request).await;
+        let result = catch_panic(self.encrypt_inner(request))
+            .await
+            .unwrap_or(Err(KmsError::Panic));
         let hash = result.as_ref().ok().map(|r| hash_value(&r.key_id));
         observe(
             self.metrics.as_deref(),

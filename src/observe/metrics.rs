@@ -109,6 +109,7 @@ pub struct Metrics {
     grpc_requests: Family<MethodStatus, Counter>,
     grpc_duration: HistogramFamily<Method>,
     grpc_rejections: Family<Method, Counter>,
+    panic_recoveries: Family<Method, Counter>,
     openbao_requests: Family<OperationStatus, Counter>,
     openbao_duration: HistogramFamily<Operation>,
     auth_login: Family<Status, Counter>,
@@ -338,6 +339,7 @@ impl Metrics {
             grpc_requests: Family::default(),
             grpc_duration: Family::new_with_constructor(latency_histogram),
             grpc_rejections: Family::default(),
+            panic_recoveries: Family::default(),
             openbao_requests: Family::default(),
             openbao_duration: Family::new_with_constructor(latency_histogram),
             auth_login: Family::default(),
@@ -402,8 +404,8 @@ impl Metrics {
             );
             kms.register(
                 "panic_recoveries",
-                "Handler panics recovered (panics are denied by lints; a panic drops its connection)",
-                Family::<Method, Counter>::default(),
+                "Handler panics recovered: each answered that one request with INTERNAL",
+                m.panic_recoveries.clone(),
             );
             kms.register(
                 "socket_restarts",
@@ -439,6 +441,14 @@ impl Metrics {
 
     pub fn concurrency_rejected(&self, method: &str) {
         self.grpc_rejections
+            .get_or_create(&Method {
+                method: normalize(method),
+            })
+            .inc();
+    }
+
+    pub fn panic_recovered(&self, method: &str) {
+        self.panic_recoveries
             .get_or_create(&Method {
                 method: normalize(method),
             })

@@ -19,6 +19,7 @@ use crate::openbao::{AuthApi, HttpClient, TlsSettings, Transit};
 use crate::registry::{Keeper, KeeperSettings, RotationRules, StatePaths};
 use crate::status::{Discovery, Prober, StatusCache, bootstrap, run_scheduler};
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -29,6 +30,8 @@ use view::{LiveView, Parts};
 
 /// In-flight calls get this long to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+/// The health and metrics listeners and the scheduler get this long after the drain.
+const LISTENER_STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A failure after the config was accepted (exit code 5).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,6 +179,7 @@ async fn wait_for(mut rx: watch::Receiver<bool>) {
 /// Runs the provider until a shutdown signal.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     let started = Instant::now();
+    install_panic_hook();
     let shutdown = shutdown_signal()?;
     let gid = resolve_group(&config.server.socket_group).map_err(fail)?;
     // The writer lock and the fail-closed state load come before anything
@@ -226,6 +230,10 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         metrics.socket_restart();
     }
     let live = Arc::new(AtomicBool::new(false));
+    // The side doors and the scheduler stop only after the gRPC drain
+    // (`operations.md` §4.5): probes keep the cache fresh while calls finish.
+    let (stop_tx, stop) = watch::channel(false);
+    let mut tasks = Supervised::default();
     let side_doors = [
         (
             config.server.health_address.as_str(),
@@ -251,7 +259,18 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
                 endpoints.name()
             )));
         };
-        tokio::spawn(health::serve(listener, endpoints, shutdown.clone()));
+        let name = match endpoints {
+            Endpoints::Health { .. } => "health listener",
+            Endpoints::Metrics(_) => "metrics listener",
+        };
+        let stop = stop.clone();
+        tasks.spawn(name, async move {
+            #[cfg(feature = "fault-injection")]
+            if side_door_fault(name) {
+                return;
+            }
+            health::serve(listener, endpoints, stop).await;
+        });
     }
     let service = KmsService::new(
         Arc::clone(&cache),
@@ -264,23 +283,30 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let server = KeyManagementServiceServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let scheduler = {
+    {
         let prober = Arc::clone(&prober);
         let (probe, deep) = (
             config.status.probe_interval,
             config.status.deep_probe_interval,
         );
-        let stop = shutdown.clone();
-        tokio::spawn(async move { run_scheduler(&prober, probe, deep, stop).await })
-    };
-    let grpc = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(server)
-            .serve_with_incoming_shutdown(
-                UnixListenerStream::new(socket.listener),
-                wait_for(shutdown.clone()),
-            ),
-    );
+        let stop = stop.clone();
+        tasks.spawn("status scheduler", async move {
+            run_scheduler(&prober, probe, deep, stop).await;
+        });
+    }
+    let grpc_server = tonic::transport::Server::builder()
+        .add_service(server)
+        .serve_with_incoming_shutdown(
+            UnixListenerStream::new(socket.listener),
+            wait_for(shutdown.clone()),
+        );
+    let mut grpc = tokio::spawn(async move {
+        #[cfg(feature = "fault-injection")]
+        if crate::fault::hit(crate::fault::Point::GrpcExit) {
+            return Ok(());
+        }
+        grpc_server.await
+    });
     live.store(true, Ordering::Release);
     tracing::info!(
         startup_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -288,11 +314,34 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         "serve.ready"
     );
 
-    wait_for(shutdown).await;
+    // Until a signal, any supervised task that ends is fatal: exit 5 lets
+    // systemd or kubelet restart a provider that could no longer keep its
+    // promises (a dead scheduler would leave Status frozen, a dead listener
+    // would blind the probes).
+    let ended = tokio::select! {
+        () = wait_for(shutdown.clone()) => None,
+        result = &mut grpc => Some(("kms server", task_outcome(result.map(|served| served.map_err(|_| ()))))),
+        (name, outcome) = tasks.next_exit() => Some((name, outcome)),
+    };
     live.store(false, Ordering::Release);
+    if let Some((task, outcome)) = ended {
+        tracing::error!(task, outcome, "serve.task_exited");
+        grpc.abort();
+        tasks.stop_all();
+        remove_socket(&config.server.socket_path, inode);
+        return Err(ServeError(format!(
+            "{task} stopped unexpectedly ({outcome})"
+        )));
+    }
+
     tracing::info!(phase = "drain", "serve.shutdown");
-    let drained = tokio::time::timeout(DRAIN_TIMEOUT, grpc).await;
-    scheduler.abort();
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, &mut grpc).await;
+    if drained.is_err() {
+        grpc.abort();
+    }
+    // Then the listeners and the scheduler; the socket goes last.
+    let _ = stop_tx.send(true);
+    tasks.finish(LISTENER_STOP_TIMEOUT).await;
     remove_socket(&config.server.socket_path, inode);
     match drained {
         Ok(Ok(Ok(()))) => {
@@ -305,5 +354,75 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             tracing::warn!(phase = "drain_timeout", "serve.shutdown");
             Ok(())
         }
+    }
+}
+
+/// Replaces the default hook, which prints the panic message, with one log
+/// line that names only the source location: a payload could hold anything.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()));
+        tracing::error!(location, "process.panic");
+    }));
+}
+
+/// How a supervised task ended, as a bounded label (never a panic message).
+fn task_outcome<T>(result: Result<Result<T, ()>, tokio::task::JoinError>) -> &'static str {
+    match result {
+        Ok(Ok(_)) => "returned",
+        Ok(Err(())) => "failed",
+        Err(e) if e.is_panic() => "panicked",
+        Err(_) => "cancelled",
+    }
+}
+
+/// The background tasks whose end, before shutdown, ends the process.
+#[derive(Default)]
+struct Supervised {
+    set: tokio::task::JoinSet<()>,
+    names: std::collections::HashMap<tokio::task::Id, &'static str>,
+}
+
+impl Supervised {
+    fn spawn(&mut self, name: &'static str, task: impl Future<Output = ()> + Send + 'static) {
+        let id = self.set.spawn(task).id();
+        self.names.insert(id, name);
+    }
+
+    /// The first task to end, and how; pending forever when there are none.
+    async fn next_exit(&mut self) -> (&'static str, &'static str) {
+        let (id, outcome) = match self.set.join_next_with_id().await {
+            Some(Ok((id, ()))) => (id, "returned"),
+            Some(Err(e)) => (e.id(), task_outcome::<()>(Err(e))),
+            None => return std::future::pending().await,
+        };
+        (self.names.get(&id).copied().unwrap_or("task"), outcome)
+    }
+
+    fn stop_all(&mut self) {
+        self.set.abort_all();
+    }
+
+    /// Waits up to `limit` for every task to stop by itself, then aborts the rest.
+    async fn finish(&mut self, limit: Duration) {
+        let all = async { while self.set.join_next().await.is_some() {} };
+        if tokio::time::timeout(limit, all).await.is_err() {
+            self.set.abort_all();
+        }
+    }
+}
+
+/// Test-only faults in a side-door task: `true` means return at once.
+#[cfg(feature = "fault-injection")]
+fn side_door_fault(name: &str) -> bool {
+    use crate::fault::{Point, hit, panic_at};
+    match name {
+        "metrics listener" => {
+            panic_at(Point::MetricsPanic);
+            false
+        }
+        _ => hit(Point::HealthExit),
     }
 }

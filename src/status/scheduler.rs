@@ -74,6 +74,14 @@ pub async fn run_scheduler(
     loop {
         tokio::select! {
             _ = metadata_tick.tick() => {
+                #[cfg(feature = "fault-injection")]
+                {
+                    use crate::fault::{Point, hit, panic_at};
+                    panic_at(Point::SchedulerPanic);
+                    if hit(Point::SchedulerExit) {
+                        return;
+                    }
+                }
                 prober.probe_cycle(false).await;
             }
             _ = deep_tick.tick() => prober.deep_cycle().await,
