@@ -701,7 +701,7 @@ fn random_token() -> String {
 
 /// A throwaway CA and a server certificate for `localhost` / `127.0.0.1`;
 /// returns (CA, certificate, key) paths.
-fn write_tls_material(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+pub fn write_tls_material(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     use rcgen::{
         BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
         IsCa, KeyPair, KeyUsagePurpose,
