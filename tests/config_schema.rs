@@ -97,14 +97,13 @@ fn loader_accepts(yaml: &str) -> Result<(), String> {
 }
 
 /// Every provider config sample in the repository: `docs/examples/config/`
-/// and, when present, the reference layout's `deploy/config/` (its `init`
-/// values files are partial by design and checked by the init tests).
+/// and `deploy/config/` (`init` values files are partial by design and
+/// checked by the init tests). Each directory must exist and hold samples.
 fn sample_configs() -> Vec<PathBuf> {
     let mut samples = Vec::new();
     for dir in ["docs/examples/config", "deploy/config"] {
-        let Ok(entries) = fs::read_dir(repo().join(dir)) else {
-            continue;
-        };
+        let entries = fs::read_dir(repo().join(dir)).unwrap_or_else(|e| panic!("read {dir}: {e}"));
+        let before = samples.len();
         for entry in entries {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -113,6 +112,7 @@ fn sample_configs() -> Vec<PathBuf> {
                 samples.push(path);
             }
         }
+        assert!(samples.len() > before, "no config sample in {dir}");
     }
     samples.sort();
     samples
@@ -444,9 +444,7 @@ fn encryption_config_samples_pass_the_doctor_checks() {
     use bao_kms_provider::encryption_config::{self, Expected, IdentityFallback};
     let config = load_str(&base(), &Overrides::default(), &NoEnv).unwrap();
     let expected = Expected::from_config(&config).unwrap();
-    let Ok(entries) = fs::read_dir(repo().join("deploy/encryption-config")) else {
-        return;
-    };
+    let entries = fs::read_dir(repo().join("deploy/encryption-config")).unwrap();
     let mut checked = 0;
     for entry in entries {
         let path = entry.unwrap().path();
@@ -457,5 +455,8 @@ fn encryption_config_samples_pass_the_doctor_checks() {
         assert!(findings.identity_fallback, "{}", path.display());
         checked += 1;
     }
-    assert!(checked > 0);
+    assert_eq!(
+        checked, 2,
+        "one EncryptionConfiguration per migration phase"
+    );
 }

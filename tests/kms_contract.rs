@@ -423,27 +423,3 @@ async fn concurrent_decrypts_succeed_or_are_shed_without_queueing() {
     assert_eq!(ok + shed, 200);
     assert!(ok >= 4 && shed > 0, "ok={ok} shed={shed}");
 }
-
-/// The leak scanner every provider test relies on must itself find leaks.
-#[test]
-fn the_secret_scanner_finds_each_kind_and_nothing_in_clean_text() {
-    use base64::Engine as _;
-    assert!(support::secrets_in("status.probe ok vault:v1:<redacted 89 bytes>", &[]).is_empty());
-    assert_eq!(
-        support::secrets_in("x s.8LHm2HF0ruVo1v32MiJFk9t0 y", &[]),
-        ["openbao token"]
-    );
-    assert_eq!(
-        support::secrets_in("ct=vault:v12:abcdEFGH1234+/==", &[]),
-        ["transit ciphertext"]
-    );
-    for prefix in ["", "a", "ab"] {
-        let b64 = base64::engine::general_purpose::STANDARD
-            .encode(format!("{prefix}{}xyz", support::PLAINTEXT_MARKER));
-        assert_eq!(support::secrets_in(&b64, &[]), ["plaintext"], "{prefix:?}");
-    }
-    assert_eq!(
-        support::secrets_in("eyJhbGci", &["eyJhbGci"]),
-        ["test-specific secret"]
-    );
-}

@@ -13,6 +13,7 @@
 
 pub mod jwt;
 pub mod kms;
+pub mod leaks;
 pub mod openbao;
 pub mod provider;
 pub mod tmp;
@@ -85,67 +86,13 @@ pub fn marked_seed(tag: u8) -> Vec<u8> {
     seed
 }
 
-/// The base64 forms `marker` takes inside any base64 text, whatever its
-/// alignment (a full-block fragment for each of the three offsets).
-fn base64_fragments(marker: &str) -> Vec<String> {
-    use base64::Engine as _;
-    (0..3)
-        .map(|offset| {
-            let mut bytes = vec![0u8; offset];
-            bytes.extend_from_slice(marker.as_bytes());
-            let encoded = base64::engine::general_purpose::STANDARD.encode(&bytes);
-            // Drop the characters that mix in the padding bytes or the tail.
-            let skip = (offset * 4).div_ceil(3);
-            let keep = (bytes.len() / 3) * 4;
-            encoded[skip..keep].to_owned()
-        })
-        .collect()
-}
-
-fn has_token_shape(text: &str) -> bool {
-    text.match_indices("s.").any(|(i, _)| {
-        let tail = &text.as_bytes()[i + 2..];
-        tail.len() >= 24
-            && tail[..24].iter().all(u8::is_ascii_alphanumeric)
-            && tail.get(24).is_none_or(|b| !b.is_ascii_alphanumeric())
-            && (i == 0 || !text.as_bytes()[i - 1].is_ascii_alphanumeric())
-    })
-}
-
-fn has_transit_ciphertext(text: &str) -> bool {
-    text.match_indices("vault:v").any(|(i, _)| {
-        let rest = &text[i + 7..];
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        digits > 0
-            && rest[digits..].starts_with(':')
-            && rest[digits + 1..]
-                .bytes()
-                .take_while(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
-                .count()
-                >= 8
-    })
-}
-
-/// Which kinds of secret `text` contains: the plaintext marker (raw or
-/// base64), an OpenBao token, a Transit ciphertext, or any of `extra`
-/// (e.g. the JWT). Returns kinds, never the secret values themselves.
+/// Which classes of secret `text` contains: the shapes [`leaks::scan`]
+/// recognises by itself, or any of `extra` (e.g. a JWT or a key name).
+/// Returns classes, never the secret values themselves.
 pub fn secrets_in(text: &str, extra: &[&str]) -> Vec<&'static str> {
-    let mut found = Vec::new();
-    if text.contains(PLAINTEXT_MARKER)
-        || base64_fragments(PLAINTEXT_MARKER)
-            .iter()
-            .any(|f| text.contains(f.as_str()))
-    {
-        found.push("plaintext");
-    }
-    if has_token_shape(text) {
-        found.push("openbao token");
-    }
-    if has_transit_ciphertext(text) {
-        found.push("transit ciphertext");
-    }
-    if extra.iter().any(|m| !m.is_empty() && text.contains(m)) {
-        found.push("test-specific secret");
-    }
-    found
+    let known = leaks::Known {
+        extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+        ..leaks::Known::default()
+    };
+    leaks::scan(text, &known)
 }

@@ -14,6 +14,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -42,17 +43,20 @@ const PORT_ATTEMPTS: usize = 5;
 /// Lines of server log quoted in panic messages.
 const LOG_TAIL_LINES: usize = 40;
 
-/// Spec §5.1, exactly: six paths, nothing else (no `create`, no key config,
-/// no export/backup), so tests catch any call the provider should not make.
 /// OpenBao 2.7 only accepts audit devices from server config. Every lab logs
-/// to a file so tests can count the requests OpenBao really served.
+/// to a file so tests can count the requests OpenBao really served, and
+/// unhashed (`log_raw`) so the leak scan knows every real token it issued.
 fn audit_hcl(dir: &Path) -> String {
     format!(
-        "audit \"file\" \"lab\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n",
-        dir.join("audit.log").display()
+        "audit \"file\" \"lab\" {{\n  options {{\n    file_path = \"{}\"\n    log_raw = \"true\"\n  }}\n}}\n",
+        dir.join(AUDIT_LOG).display()
     )
 }
 
+const AUDIT_LOG: &str = "audit.log";
+
+/// Spec §5.1, exactly: six paths, nothing else (no `create`, no key config,
+/// no export/backup), so tests catch any call the provider should not make.
 fn policy_hcl() -> String {
     let m = TRANSIT_MOUNT;
     let k = KEY_NAME;
@@ -101,6 +105,9 @@ pub struct Lab {
     ca_file: PathBuf,
     server_args: Vec<String>,
     issuer: Issuer,
+    /// Every JWT [`Lab::write_jwt`] minted, shared with the providers that
+    /// scan their output for them.
+    minted: Arc<Mutex<Vec<String>>>,
     // Declared last so it is removed only after `Drop` has killed the server
     // that writes into it.
     dir: TempDir,
@@ -119,6 +126,7 @@ impl Lab {
             ca_file: tls.join("vault-ca.pem"),
             server_args: Vec::new(),
             issuer: Issuer::generate(),
+            minted: Arc::default(),
             dir,
         };
         let audit_config = lab.dir.path().join("audit.hcl");
@@ -174,6 +182,7 @@ impl Lab {
             ca_file,
             server_args: vec!["server".into(), format!("-config={}", config.display())],
             issuer: Issuer::generate(),
+            minted: Arc::default(),
             dir,
         };
         for attempt in 1..=PORT_ATTEMPTS {
@@ -330,6 +339,7 @@ ui = false
     /// the file concurrently sees the old or the new token, never a torn one.
     pub fn write_jwt(&self, path: &Path, claims: &Claims) {
         let jwt = self.issuer.mint(claims);
+        self.minted.lock().unwrap().push(jwt.clone());
         let name = path.file_name().expect("jwt path has a file name");
         let tmp = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
         let mut f = OpenOptions::new()
@@ -358,11 +368,25 @@ ui = false
         self.signal(Signal::SIGCONT);
     }
 
-    /// Server stdout and stderr since the lab started (all restarts).
+    /// The audit log every request is written to, with raw tokens.
+    pub fn audit_log(&self) -> PathBuf {
+        self.dir.path().join(AUDIT_LOG)
+    }
+
+    /// A missing audit log is a broken lab, never "zero requests".
+    fn audit_text(&self) -> String {
+        fs::read_to_string(self.audit_log())
+            .unwrap_or_else(|e| self.fail(&format!("cannot read the audit log: {e}")))
+    }
+
+    /// The JWTs [`Lab::write_jwt`] has minted so far and will mint.
+    pub fn minted_jwts(&self) -> Arc<Mutex<Vec<String>>> {
+        Arc::clone(&self.minted)
+    }
+
     /// Paths of the requests OpenBao has served so far, in order (audit log).
     pub fn audited_paths(&self) -> Vec<String> {
-        fs::read_to_string(self.dir.path().join("audit.log"))
-            .unwrap_or_default()
+        self.audit_text()
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .filter(|v| v["type"] == "request")
@@ -377,13 +401,13 @@ ui = false
 
     /// Requests OpenBao has served so far, counted from its audit log.
     pub fn audited_requests(&self) -> usize {
-        fs::read_to_string(self.dir.path().join("audit.log"))
-            .unwrap_or_default()
+        self.audit_text()
             .lines()
             .filter(|l| l.contains("\"type\":\"request\""))
             .count()
     }
 
+    /// Server stdout and stderr since the lab started (all restarts).
     pub fn log_text(&self) -> String {
         String::from_utf8_lossy(&fs::read(self.log_path()).unwrap_or_default()).into_owned()
     }
@@ -677,7 +701,7 @@ fn random_token() -> String {
 
 /// A throwaway CA and a server certificate for `localhost` / `127.0.0.1`;
 /// returns (CA, certificate, key) paths.
-fn write_tls_material(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+pub fn write_tls_material(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     use rcgen::{
         BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
         IsCa, KeyPair, KeyUsagePurpose,

@@ -1,8 +1,10 @@
 //! Runs the real `bao-kms-provider` binary against a [`Lab`]: writes its
 //! config and JWT with production-like modes, starts `serve`, waits for the
-//! socket, and captures every byte the process writes for later scanning.
+//! socket, and captures every byte the process writes; when dropped, scans it
+//! all for secrets ([`leaks::scan`]).
 
 use super::jwt::Claims;
+use super::leaks::{self, Known};
 use super::openbao::{AUDIENCE, ISSUER, JWT_MOUNT, KEY_NAME, Lab, ROLE, SUBJECT, TRANSIT_MOUNT};
 use super::tmp::TempDir;
 use bao_kms_provider::kms::connect;
@@ -13,6 +15,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
@@ -103,6 +106,10 @@ pub struct Provider {
     stdout: PathBuf,
     stderr: PathBuf,
     pub exit: Option<ExitStatus>,
+    /// What the leak scan must know: the lab's audit log (every token it
+    /// issued) and every JWT the lab minted.
+    audit_log: PathBuf,
+    lab_jwts: Arc<Mutex<Vec<String>>>,
     // Removed last, after the process is gone.
     pub socket_dir: TempDir,
     pub files: TempDir,
@@ -228,6 +235,8 @@ impl Provider {
             stdout: files.path().join("stdout.log"),
             stderr: files.path().join("stderr.log"),
             exit: None,
+            audit_log: lab.audit_log(),
+            lab_jwts: lab.minted_jwts(),
             socket_dir,
             files,
         }
@@ -335,15 +344,56 @@ impl Provider {
         )
     }
 
-    /// Every byte the process wrote must be free of each marker.
-    pub fn assert_output_free_of(&self, markers: &[&str]) {
-        let all = self.logs();
-        for marker in markers.iter().filter(|m| !m.is_empty()) {
-            assert!(
-                !all.contains(marker),
-                "provider output contains a secret marker"
-            );
+    /// Paths of the files that capture the process's stdout and stderr.
+    pub fn output_files(&self) -> (&Path, &Path) {
+        (&self.stdout, &self.stderr)
+    }
+
+    /// Every secret this provider could leak: the JWTs its lab minted (and
+    /// whatever its JWT file holds now), and every token and login JWT in
+    /// the lab's audit log.
+    pub fn known_secrets(&self) -> Known {
+        let mut jwts = self.lab_jwts.lock().unwrap().clone();
+        assert!(!jwts.is_empty(), "the lab minted this provider's JWT");
+        // A test may have written the file itself, or removed it.
+        if let Ok(current) = fs::read_to_string(&self.jwt) {
+            jwts.push(current);
         }
+        Known {
+            jwts,
+            ..Known::default()
+        }
+        .merge(leaks::audited(&self.audit_log))
+    }
+
+    /// The classes of secret in everything the process wrote; what `Drop`
+    /// asserts is empty.
+    pub fn leaks(&self, extra: &[&str]) -> Vec<&'static str> {
+        let known = Known {
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            ..self.known_secrets()
+        };
+        // Strict reads: an output file that cannot be read must not scan clean.
+        let output: String = [&self.stdout, &self.stderr]
+            .iter()
+            .map(|path| {
+                let bytes = fs::read(path)
+                    .unwrap_or_else(|e| panic!("read {} for the leak scan: {e}", path.display()));
+                String::from_utf8_lossy(&bytes).into_owned()
+            })
+            .collect();
+        leaks::scan(&output, &known)
+    }
+
+    /// Every byte the process wrote is free of every secret [`Provider::leaks`]
+    /// knows, and of `extra`. The message names the classes, never a value.
+    pub fn assert_output_free_of(&self, extra: &[&str]) {
+        let found = self.leaks(extra);
+        assert!(
+            found.is_empty(),
+            "provider output leaks: {}",
+            found.join(", ")
+        );
     }
 
     /// Runs a CLI command with this provider's config: (exit code, stdout, stderr).
