@@ -11,6 +11,7 @@
 // Test scaffolding: failing loudly is the desired behaviour.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod http;
 pub mod jwt;
 pub mod kms;
 pub mod leaks;

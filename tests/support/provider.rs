@@ -46,6 +46,8 @@ pub struct Setup {
     /// `(incidentId, ttl)` to enable debug correlation.
     pub correlation: Option<(&'static str, &'static str)>,
     pub jwt_claims: Claims,
+    /// A test-only fault point (`src/fault.rs`) planted through `BAO_KMS_FAULT`.
+    pub fault: Option<&'static str>,
 }
 
 /// A loopback port that was free a moment ago.
@@ -91,6 +93,7 @@ impl Setup {
             health_address: format!("127.0.0.1:{}", free_port()),
             correlation: None,
             jwt_claims: Claims::valid_for(Duration::from_secs(3600)),
+            fault: None,
         }
     }
 }
@@ -106,6 +109,7 @@ pub struct Provider {
     stdout: PathBuf,
     stderr: PathBuf,
     pub exit: Option<ExitStatus>,
+    fault: Option<&'static str>,
     /// What the leak scan must know: the lab's audit log (every token it
     /// issued) and every JWT the lab minted.
     audit_log: PathBuf,
@@ -235,6 +239,7 @@ impl Provider {
             stdout: files.path().join("stdout.log"),
             stderr: files.path().join("stderr.log"),
             exit: None,
+            fault: setup.fault,
             audit_log: lab.audit_log(),
             lab_jwts: lab.minted_jwts(),
             socket_dir,
@@ -254,10 +259,15 @@ impl Provider {
     pub fn spawn(&mut self) {
         let stdout = fs::File::create(&self.stdout).expect("stdout file");
         let stderr = fs::File::create(&self.stderr).expect("stderr file");
-        let child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command
             .args(["serve", "--config"])
             .arg(&self.config)
-            .env_clear()
+            .env_clear();
+        if let Some(fault) = self.fault {
+            command.env("BAO_KMS_FAULT", fault);
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
