@@ -98,6 +98,18 @@ impl Prober {
         self.cache.reasons()
     }
 
+    /// Whether the provider may serve Decrypt although Status is unhealthy for
+    /// `reasons`: the registry is loaded, no identity is contradicted, and
+    /// every reason is a setting drift (the deep probe is not run under one).
+    pub fn serves_decrypt_despite(&self, reasons: &[Reason]) -> bool {
+        self.cache.registry().is_some()
+            && !self.cache.identity_refused()
+            && reasons.iter().any(|r| r.is_setting_drift())
+            && reasons
+                .iter()
+                .all(|r| r.is_setting_drift() || *r == Reason::DeepProbePending)
+    }
+
     /// Runs only the deep probe (its own interval).
     pub async fn deep_cycle(&self) {
         let _gate = self.gate.lock().await;

@@ -62,6 +62,17 @@ impl Reason {
     }
 }
 
+impl Reason {
+    /// True for an unsafe setting on the recorded key (or encryption blocked
+    /// by a minimum version): Encrypt is refused, Decrypt is still served.
+    pub fn is_setting_drift(self) -> bool {
+        matches!(
+            self,
+            Self::ProfileInvalid | Self::UpsertAllowed | Self::EncryptionBlocked
+        )
+    }
+}
+
 impl From<RegistryError> for Reason {
     fn from(e: RegistryError) -> Self {
         match e {

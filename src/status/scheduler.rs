@@ -30,7 +30,9 @@ impl std::error::Error for BootstrapError {}
 
 /// Retries metadata + deep probes every `retry` until both succeed or `grace`
 /// runs out (a zero grace means exactly one attempt). The last sleep is clipped
-/// to the remaining time.
+/// to the remaining time. A key already in the registry whose only faults are
+/// unsafe settings also ends the loop: the provider then serves Decrypt with
+/// Status unhealthy.
 pub async fn bootstrap(
     prober: &Prober,
     grace: Duration,
@@ -42,20 +44,28 @@ pub async fn bootstrap(
         if reasons.is_empty() {
             return Ok(());
         }
+        // An unsafe setting on a key already in the registry must not keep
+        // every Secret unreadable after a restart: serve Decrypt, Status
+        // stays unhealthy and Encrypt refused until the setting is fixed.
+        if prober.serves_decrypt_despite(&reasons) {
+            tracing::warn!(reasons = joined(&reasons), "serve.bootstrap_degraded");
+            return Ok(());
+        }
         let now = Instant::now();
         if grace.is_zero() || now >= deadline {
             return Err(BootstrapError { grace, reasons });
         }
-        tracing::info!(
-            reasons = reasons
-                .iter()
-                .map(|r| r.as_str())
-                .collect::<Vec<_>>()
-                .join(","),
-            "serve.bootstrap_retry"
-        );
+        tracing::info!(reasons = joined(&reasons), "serve.bootstrap_retry");
         tokio::time::sleep(retry.min(deadline - now)).await;
     }
+}
+
+fn joined(reasons: &[Reason]) -> String {
+    reasons
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Runs metadata probes every `probe_interval` and deep probes every
