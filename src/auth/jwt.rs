@@ -240,7 +240,7 @@ pub fn validate_claims(
     if now.saturating_sub(leeway) >= exp {
         return Err(JwtError::Expired);
     }
-    let remaining = exp - now;
+    let remaining = exp.saturating_sub(now);
     if remaining <= min_ttl {
         return Err(JwtError::NearExpiry);
     }
@@ -322,6 +322,21 @@ mod tests {
         let mut claims = good();
         claims["nbf"] = serde_json::json!(NOW + 29);
         assert!(validate_claims(&token(claims), &checks(), NOW).is_ok());
+    }
+
+    #[test]
+    fn extreme_claims_and_clocks_do_not_overflow() {
+        let mut claims = good();
+        claims["exp"] = serde_json::json!(i64::MAX);
+        claims["nbf"] = serde_json::json!(0);
+        claims["iat"] = serde_json::json!(0);
+        let far = Duration::from_secs(u64::try_from(i64::MAX).unwrap());
+        assert_eq!(
+            validate_claims(&token(claims.clone()), &checks(), 0),
+            Ok(far)
+        );
+        // A wall clock before 1970 must not overflow `exp - now` either.
+        assert_eq!(validate_claims(&token(claims), &checks(), -1), Ok(far));
     }
 
     #[test]

@@ -1,8 +1,10 @@
-//! Authentication to OpenBao: the JWT credential source and the in-memory
-//! token manager (refresh-ahead, shared flights, backoff, 401/403 recovery).
+//! Authentication to OpenBao: the JWT credential source, the login backend,
+//! and the in-memory token manager (refresh-ahead, shared flights, backoff,
+//! 401/403 recovery) that implements `openbao::TokenSource`.
 
 mod backoff;
 mod jwt;
+mod login;
 mod token;
 
 pub use jwt::{JwtChecks, JwtError, read_jwt_file, validate_claims};

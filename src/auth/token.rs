@@ -3,29 +3,36 @@
 //! * Callers get the current token at once while it is valid; inside the
 //!   refresh-ahead window one background renewal (or login) starts.
 //! * Concurrent callers that need a token join one shared "flight"; the flight
-//!   runs detached, so a caller that gives up does not cancel it.
+//!   runs detached, so a caller that gives up does not cancel it, and a flight
+//!   that panics or is cancelled still lands (as a failure).
 //! * Failed flights block new ones for a jittered exponential backoff.
 //! * A 401/403 from Transit triggers `recover`: the rejected token is dropped
 //!   and one throttled re-login replaces it.
 //!
 //! No lock is held across an await: state sits in a `std::sync::Mutex` and
-//! flights report through a `watch` channel.
+//! flights report through a `watch` channel. *How* to log in or renew is the
+//! `Authenticator`'s business; this module only decides *when*.
 
 use super::backoff::{failure_backoff, recovery_spacing, with_jitter};
-use super::jwt::{JwtChecks, JwtError, read_jwt_file, validate_claims};
-use crate::clock::unix_now;
+use super::jwt::{JwtChecks, JwtError};
+use super::login::{Authenticator, JwtFileLogin};
 use crate::observe::metrics::Metrics;
-use crate::openbao::{AuthApi, AuthGrant, OpenBaoError};
+use crate::openbao::{AuthApi, AuthGrant, ErrorClass, OpenBaoError, TokenSource};
 use crate::secret::SecretString;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// A quiet period this long without rejections starts a new recovery incident.
 const RECOVERY_QUIET: Duration = Duration::from_secs(600);
+
+/// Longest lease believed. OpenBao's own default ceiling is 32 days; a longer
+/// answer is broken or hostile, and capping it keeps `now + lease` far from
+/// the clock's overflow.
+const MAX_LEASE: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// Why no token is available. Displays as `auth failed: <safe message>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +51,27 @@ impl AuthError {
             Self::Jwt(e) => e.status(),
             Self::OpenBao(_) | Self::LeaseTooShort => "auth_failed",
             Self::Timeout | Self::Unavailable => "error",
+        }
+    }
+
+    /// The OpenBao class a Transit call reports when it got no token. A login
+    /// that failed because OpenBao was unreachable is an outage, not a
+    /// credential problem: it keeps its transport class so callers see
+    /// Unavailable.
+    fn class(self) -> ErrorClass {
+        match self {
+            Self::OpenBao(e) => match e.class {
+                class @ (ErrorClass::Sealed
+                | ErrorClass::Unavailable
+                | ErrorClass::TlsFailed
+                | ErrorClass::DnsFailed
+                | ErrorClass::ConnectionFailed
+                | ErrorClass::RateLimited
+                | ErrorClass::Timeout) => class,
+                _ => ErrorClass::AuthUnavailable,
+            },
+            Self::Timeout => ErrorClass::Timeout,
+            Self::Jwt(_) | Self::LeaseTooShort | Self::Unavailable => ErrorClass::AuthUnavailable,
         }
     }
 }
@@ -76,6 +104,14 @@ pub struct TokenSettings {
     pub login_timeout: Duration,
 }
 
+/// The timing part of the settings: all the manager itself needs.
+#[derive(Debug, Clone, Copy)]
+struct Refresh {
+    login_before_expiry: Duration,
+    renewal_increment: Duration,
+    login_timeout: Duration,
+}
+
 struct Held {
     value: SecretString,
     expires: Instant,
@@ -104,45 +140,130 @@ enum FlightKind {
 
 /// Shares one OpenBao token among all callers of the process.
 pub struct TokenManager {
-    api: AuthApi,
-    settings: TokenSettings,
+    core: Arc<Core>,
+}
+
+/// The shared part a detached flight keeps alive.
+struct Core {
+    backend: Box<dyn Authenticator>,
+    refresh: Refresh,
     state: Mutex<State>,
-    metrics: std::sync::OnceLock<Arc<Metrics>>,
+    metrics: OnceLock<Arc<Metrics>>,
 }
 
 impl TokenManager {
     pub fn new(api: AuthApi, settings: TokenSettings) -> Arc<Self> {
-        Arc::new(Self {
+        let refresh = Refresh {
+            login_before_expiry: settings.login_before_expiry,
+            renewal_increment: settings.renewal_increment,
+            login_timeout: settings.login_timeout,
+        };
+        let backend = JwtFileLogin {
             api,
-            settings,
-            state: Mutex::new(State::default()),
-            metrics: std::sync::OnceLock::new(),
+            mount: settings.jwt_mount,
+            role: settings.jwt_role,
+            file: settings.jwt_file,
+            checks: settings.jwt_checks,
+            timeout: settings.login_timeout,
+        };
+        Self::with_backend(Box::new(backend), refresh)
+    }
+
+    fn with_backend(backend: Box<dyn Authenticator>, refresh: Refresh) -> Arc<Self> {
+        Arc::new(Self {
+            core: Arc::new(Core {
+                backend,
+                refresh,
+                state: Mutex::new(State::default()),
+                metrics: OnceLock::new(),
+            }),
         })
     }
 
     /// Counts logins and renewals in `metrics`.
     pub fn set_metrics(&self, metrics: Arc<Metrics>) {
-        let _ = self.metrics.set(metrics);
+        let _ = self.core.metrics.set(metrics);
     }
 
+    /// The current token, logging in or renewing as needed. Transit sees the
+    /// same through `TokenSource::token`, with the error as an OpenBao class.
+    pub async fn token(&self) -> Result<SecretString, AuthError> {
+        self.core.token().await
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenSource for TokenManager {
+    async fn token(&self) -> Result<SecretString, ErrorClass> {
+        self.core.token().await.map_err(AuthError::class)
+    }
+
+    async fn recover(&self, rejected: &SecretString) -> Option<SecretString> {
+        {
+            let core = &self.core;
+            let mut state = core.lock();
+            let now = Instant::now();
+            if state.token.as_ref().is_some_and(|h| h.value == *rejected) {
+                state.token = None;
+            }
+            // Callers rejected with the same token join a recovery already in
+            // flight (or take its result); only a new recovery is throttled.
+            if state.token.is_none() && state.flight.is_none() {
+                if state.recovery_blocked_until.is_some_and(|t| t > now) {
+                    return None;
+                }
+                let quiet = state
+                    .last_rejection
+                    .is_none_or(|t| now.saturating_duration_since(t) >= RECOVERY_QUIET);
+                if quiet {
+                    state.recoveries = 0;
+                }
+                state.recoveries = state.recoveries.saturating_add(1);
+                state.last_rejection = Some(now);
+                state.recovery_blocked_until = Some(later(now, recovery_spacing(state.recoveries)));
+                core.start_flight(&mut state, FlightKind::Login);
+            }
+        }
+        match self.core.token().await {
+            Ok(fresh) if fresh != *rejected => Some(fresh),
+            _ => None,
+        }
+    }
+
+    fn invalidate(&self, token: &SecretString) {
+        let mut state = self.core.lock();
+        if state.token.as_ref().is_some_and(|h| h.value == *token) {
+            state.token = None;
+        }
+    }
+
+    fn token_ttl(&self) -> Option<Duration> {
+        let state = self.core.lock();
+        state
+            .token
+            .as_ref()
+            .map(|h| h.expires.saturating_duration_since(Instant::now()))
+    }
+}
+
+impl Core {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic elsewhere must not wedge authentication; the state stays consistent
         // because every update is a plain field assignment.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The current token, logging in or renewing as needed.
-    pub async fn token(self: &Arc<Self>) -> Result<SecretString, AuthError> {
+    async fn token(self: &Arc<Self>) -> Result<SecretString, AuthError> {
         let mut rx = {
             let mut state = self.lock();
             let now = Instant::now();
             if let Some(held) = state.token.as_ref().filter(|h| h.expires > now) {
                 let value = held.value.clone();
-                let in_window = held.expires.saturating_duration_since(now)
-                    <= self.settings.login_before_expiry;
+                let in_window =
+                    held.expires.saturating_duration_since(now) <= self.refresh.login_before_expiry;
                 let blocked = state.blocked_until.is_some_and(|t| t > now);
                 if in_window && !blocked && state.flight.is_none() {
-                    let kind = self.kind_for(&state, now);
+                    let kind = kind_for(&state, now);
                     self.start_flight(&mut state, kind);
                 }
                 return Ok(value);
@@ -155,7 +276,7 @@ impl TokenManager {
                     if backoff || throttled {
                         return Err(state.last_error.unwrap_or(AuthError::Unavailable));
                     }
-                    let kind = self.kind_for(&state, now);
+                    let kind = kind_for(&state, now);
                     self.start_flight(&mut state, kind)
                 }
             }
@@ -180,63 +301,6 @@ impl TokenManager {
         }
     }
 
-    /// Called after OpenBao rejected `rejected` with 401/403. Returns a different
-    /// token to retry with once, or `None` when recovery is throttled or failed.
-    pub async fn recover(self: &Arc<Self>, rejected: &SecretString) -> Option<SecretString> {
-        {
-            let mut state = self.lock();
-            let now = Instant::now();
-            if state.token.as_ref().is_some_and(|h| h.value == *rejected) {
-                state.token = None;
-            }
-            // Callers rejected with the same token join a recovery already in
-            // flight (or take its result); only a new recovery is throttled.
-            if state.token.is_none() && state.flight.is_none() {
-                if state.recovery_blocked_until.is_some_and(|t| t > now) {
-                    return None;
-                }
-                let quiet = state
-                    .last_rejection
-                    .is_none_or(|t| now.saturating_duration_since(t) >= RECOVERY_QUIET);
-                if quiet {
-                    state.recoveries = 0;
-                }
-                state.recoveries = state.recoveries.saturating_add(1);
-                state.last_rejection = Some(now);
-                state.recovery_blocked_until = Some(now + recovery_spacing(state.recoveries));
-                self.start_flight(&mut state, FlightKind::Login);
-            }
-        }
-        match self.token().await {
-            Ok(fresh) if fresh != *rejected => Some(fresh),
-            _ => None,
-        }
-    }
-
-    /// Drops `token` without starting a login (a retry was rejected again).
-    pub fn invalidate(&self, token: &SecretString) {
-        let mut state = self.lock();
-        if state.token.as_ref().is_some_and(|h| h.value == *token) {
-            state.token = None;
-        }
-    }
-
-    /// Remaining lifetime of the current token, for diagnostics.
-    pub fn token_ttl(&self) -> Option<Duration> {
-        let state = self.lock();
-        state
-            .token
-            .as_ref()
-            .map(|h| h.expires.saturating_duration_since(Instant::now()))
-    }
-
-    fn kind_for(&self, state: &State, now: Instant) -> FlightKind {
-        match &state.token {
-            Some(held) if held.renewable && held.expires > now => FlightKind::Renew,
-            _ => FlightKind::Login,
-        }
-    }
-
     fn start_flight(
         self: &Arc<Self>,
         state: &mut State,
@@ -248,17 +312,18 @@ impl TokenManager {
             FlightKind::Renew => state.token.as_ref().map(|h| h.value.clone()),
             FlightKind::Login => None,
         };
-        let manager = Arc::clone(self);
+        let mut flight = Flight {
+            core: Arc::clone(self),
+            tx: Some(tx),
+        };
         tokio::spawn(async move {
+            let core = &flight.core;
             let result =
-                match tokio::time::timeout(manager.settings.login_timeout, manager.fly(renewing))
-                    .await
-                {
+                match tokio::time::timeout(core.refresh.login_timeout, core.fly(renewing)).await {
                     Ok(result) => result,
                     Err(_) => Err(AuthError::Timeout),
                 };
-            manager.finish(result);
-            let _ = tx.send(Some(result));
+            flight.land(result);
         });
         rx
     }
@@ -267,12 +332,8 @@ impl TokenManager {
     async fn fly(&self, renewing: Option<SecretString>) -> Result<(), AuthError> {
         if let Some(current) = renewing {
             let renewed = self
-                .api
-                .renew_self(
-                    &current,
-                    self.settings.renewal_increment,
-                    self.settings.login_timeout,
-                )
+                .backend
+                .renew(&current, self.refresh.renewal_increment)
                 .await;
             match renewed {
                 Ok(grant) => {
@@ -300,18 +361,7 @@ impl TokenManager {
                 }
             }
         }
-        let jwt = read_jwt_file(&self.settings.jwt_file).map_err(AuthError::Jwt)?;
-        validate_claims(&jwt, &self.settings.jwt_checks, unix_now()).map_err(AuthError::Jwt)?;
-        let grant = self
-            .api
-            .jwt_login(
-                &self.settings.jwt_mount,
-                &self.settings.jwt_role,
-                &jwt,
-                self.settings.login_timeout,
-            )
-            .await
-            .map_err(AuthError::OpenBao)?;
+        let grant = self.backend.login().await?;
         let mut state = self.lock();
         self.accept(&mut state, grant.client_token.clone(), &grant)
     }
@@ -322,12 +372,12 @@ impl TokenManager {
         value: SecretString,
         grant: &AuthGrant,
     ) -> Result<(), AuthError> {
-        if grant.lease.is_zero() || grant.lease <= self.settings.login_before_expiry {
+        if grant.lease.is_zero() || grant.lease <= self.refresh.login_before_expiry {
             return Err(AuthError::LeaseTooShort);
         }
         state.token = Some(Held {
             value,
-            expires: Instant::now() + grant.lease,
+            expires: later(Instant::now(), grant.lease.min(MAX_LEASE)),
             renewable: grant.renewable,
         });
         Ok(())
@@ -355,10 +405,53 @@ impl TokenManager {
             Err(e) => {
                 state.failures = state.failures.saturating_add(1);
                 tracing::warn!(status = e.status(), error = %e, failures = state.failures, "auth.login");
-                state.blocked_until =
-                    Some(Instant::now() + with_jitter(failure_backoff(state.failures)));
+                let backoff = with_jitter(failure_backoff(state.failures));
+                state.blocked_until = Some(later(Instant::now(), backoff));
                 state.last_error = Some(e);
             }
         }
     }
 }
+
+/// One spawned flight. It always lands: normally through `land`, and when the
+/// task panics or is dropped unfinished (aborted, runtime shutdown) through
+/// `Drop`, so the in-flight marker is cleared, waiters are told, and a later
+/// caller starts afresh instead of joining a flight that will never report.
+struct Flight {
+    core: Arc<Core>,
+    tx: Option<watch::Sender<FlightResult>>,
+}
+
+impl Flight {
+    fn land(&mut self, result: Result<(), AuthError>) {
+        if let Some(tx) = self.tx.take() {
+            self.core.finish(result);
+            let _ = tx.send(Some(result));
+        }
+    }
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        // A no-op after `land`; otherwise an unfinished flight counts as a
+        // failed one, so a login that keeps panicking is still backed off.
+        self.land(Err(AuthError::Unavailable));
+    }
+}
+
+fn kind_for(state: &State, now: Instant) -> FlightKind {
+    match &state.token {
+        Some(held) if held.renewable && held.expires > now => FlightKind::Renew,
+        _ => FlightKind::Login,
+    }
+}
+
+/// `now + delay` without overflow. Callers cap what they pass (leases at
+/// `MAX_LEASE`, backoffs at minutes), so the fallback is unreachable on a real
+/// clock; if it were reached, "already due" is the safe reading.
+fn later(now: Instant, delay: Duration) -> Instant {
+    now.checked_add(delay).unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests;

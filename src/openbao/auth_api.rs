@@ -82,7 +82,9 @@ impl AuthApi {
         timeout: Duration,
     ) -> Result<AuthGrant, OpenBaoError> {
         let op = Operation::TokenRenewSelf;
-        let seconds = increment.as_secs() + u64::from(increment.subsec_nanos() > 0);
+        let seconds = increment
+            .as_secs()
+            .saturating_add(u64::from(increment.subsec_nanos() > 0));
         let body =
             serde_json::to_vec(&serde_json::json!({ "increment": format!("{}s", seconds.max(1)) }))
                 .unwrap_or_default();

@@ -7,10 +7,12 @@ mod auth_api;
 mod error;
 mod http;
 mod sys;
+mod token_source;
 mod transit;
 
 pub use auth_api::{AuthApi, AuthGrant};
 pub use error::{ErrorClass, OpenBaoError, Operation};
 pub use http::{Call, HttpClient, TlsSettings};
 pub use sys::{Capabilities, capabilities_self};
+pub use token_source::TokenSource;
 pub use transit::{KeyMetadata, Transit};

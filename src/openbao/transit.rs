@@ -5,7 +5,7 @@
 
 use super::error::{ErrorClass, OpenBaoError, Operation};
 use super::http::{Answer, Call, HttpClient};
-use crate::auth::{AuthError, TokenManager};
+use super::token_source::TokenSource;
 use crate::secret::{Ciphertext, SecretBytes};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -83,7 +83,7 @@ struct DecryptBody<'a> {
 /// Client for one Transit key.
 pub struct Transit {
     http: HttpClient,
-    auth: Arc<TokenManager>,
+    auth: Arc<dyn TokenSource>,
     key_path: String,
     config_path: String,
     encrypt_path: String,
@@ -94,7 +94,7 @@ pub struct Transit {
 impl Transit {
     pub fn new(
         http: HttpClient,
-        auth: Arc<TokenManager>,
+        auth: Arc<dyn TokenSource>,
         mount: &str,
         key: &str,
         timeout: Duration,
@@ -110,8 +110,8 @@ impl Transit {
         }
     }
 
-    /// The token manager this client authenticates with.
-    pub fn tokens(&self) -> &Arc<TokenManager> {
+    /// The token source this client authenticates with.
+    pub fn tokens(&self) -> &Arc<dyn TokenSource> {
         &self.auth
     }
 
@@ -211,7 +211,7 @@ impl Transit {
             .auth
             .token()
             .await
-            .map_err(|e| OpenBaoError::new(op, auth_failure_class(e)))?;
+            .map_err(|class| OpenBaoError::new(op, class))?;
         let call = Call {
             op,
             method,
@@ -245,27 +245,6 @@ impl Transit {
                 retry
             }
             other => other,
-        }
-    }
-}
-
-/// A login that failed because OpenBao was unreachable is an outage, not a
-/// credential problem: keep its transport class so callers see Unavailable.
-fn auth_failure_class(error: AuthError) -> ErrorClass {
-    match error {
-        AuthError::OpenBao(e) => match e.class {
-            class @ (ErrorClass::Sealed
-            | ErrorClass::Unavailable
-            | ErrorClass::TlsFailed
-            | ErrorClass::DnsFailed
-            | ErrorClass::ConnectionFailed
-            | ErrorClass::RateLimited
-            | ErrorClass::Timeout) => class,
-            _ => ErrorClass::AuthUnavailable,
-        },
-        AuthError::Timeout => ErrorClass::Timeout,
-        AuthError::Jwt(_) | AuthError::LeaseTooShort | AuthError::Unavailable => {
-            ErrorClass::AuthUnavailable
         }
     }
 }

@@ -1,11 +1,11 @@
 //! The live view behind scrape-time gauges and `/ready`: reads the status
-//! cache, limits, token manager, prober and keeper, never OpenBao.
+//! cache, limits, token source, prober and keeper, never OpenBao.
 
-use crate::auth::TokenManager;
 use crate::identity::hash_value;
 use crate::kms::Limits;
 use crate::observe::health::{Readiness, ReadinessSource};
 use crate::observe::metrics::{GaugeSource, Gauges};
+use crate::openbao::TokenSource;
 use crate::status::{Prober, StatusCache};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -14,7 +14,7 @@ use std::time::Duration;
 pub struct Parts {
     pub cache: Arc<StatusCache>,
     pub limits: Limits,
-    pub tokens: Arc<TokenManager>,
+    pub tokens: Arc<dyn TokenSource>,
     pub prober: Arc<Prober>,
     pub max_staleness: Duration,
 }
