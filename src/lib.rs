@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod assemble;
 pub mod auth;
 pub mod cli;
 pub mod clock;

@@ -5,11 +5,11 @@
 
 use super::fields::Fields;
 use super::{EXIT_CHECK_FAILED, Failure};
+use crate::assemble::build_transit;
 use crate::config::Config;
 use crate::kms::connect;
 use crate::kms::proto::key_management_service_client::KeyManagementServiceClient;
 use crate::kms::proto::{DecryptRequest, EncryptRequest, EncryptResponse, StatusRequest};
-use crate::runtime::build_transit;
 use ring::rand::SecureRandom as _;
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -11,7 +11,10 @@
 
 use super::report::{CheckStatus, Report};
 use super::{EXIT_CHECK_FAILED, EXIT_CONFIG, EXIT_OK};
-use crate::auth::{TokenManager, read_jwt_file, validate_claims};
+use crate::assemble::{
+    self, AssembleError, http_client, keeper_settings, scope_of, token_manager, token_settings,
+};
+use crate::auth::{read_jwt_file, validate_claims};
 use crate::clock::unix_now;
 use crate::config::{
     AuthMethod, Config, Env, FsChecks, JwtSource, LoadStage, Overrides, load_file_staged,
@@ -24,12 +27,11 @@ use crate::identity::{KeyId, hash_value};
 use crate::kms::proto::key_management_service_server::KeyManagementService as _;
 use crate::kms::proto::{EncryptRequest, StatusRequest};
 use crate::kms::{KmsService, Limits, resolve_group};
-use crate::openbao::{AuthApi, HttpClient, KeyMetadata, TlsSettings, Transit, capabilities_self};
+use crate::openbao::{KeyMetadata, Transit, capabilities_self};
 use crate::registry::{
     CheckpointStatus, Keeper, RecordState, Registry, StateFile, StatePaths, bootstrap_state,
     check_retained, inspect,
 };
-use crate::runtime::{keeper_settings, scope_of, token_settings};
 use crate::status::{Discovery, Prober, StatusCache};
 use ring::rand::SecureRandom as _;
 use std::path::Path;
@@ -220,7 +222,7 @@ fn local_auth(report: &mut Report, config: &Config) -> bool {
                 "oauth2.local",
                 "OAuth 2.0 client credential",
                 CheckStatus::Fail,
-                "auth.jwt.source oauth2 is not available in this build",
+                AssembleError::OAuth2Unavailable.to_string(),
             );
             false
         }
@@ -229,7 +231,7 @@ fn local_auth(report: &mut Report, config: &Config) -> bool {
                 "auth.cert.pkcs11",
                 "PKCS#11 certificate source",
                 CheckStatus::Fail,
-                "auth.method cert requires a certauth build variant",
+                AssembleError::CertAuthUnavailable.to_string(),
             );
             for (id, title) in [
                 ("auth.cert.local", "Certificate identity"),
@@ -289,11 +291,7 @@ fn encryption_config_check(report: &mut Report, config: &Config, path: Option<&P
 
 /// Checks 7–16: everything that talks to OpenBao.
 async fn remote_checks(report: &mut Report, config: &Config, kind: Kind) {
-    let tls = TlsSettings {
-        ca_cert_file: &config.openbao.ca_cert_file,
-        server_name: &config.openbao.tls_server_name,
-    };
-    let http = match HttpClient::new(&config.openbao.address, &config.openbao.namespace, &tls) {
+    let http = match http_client(config) {
         Ok(http) => {
             report.push(
                 "openbao.tls",
@@ -322,7 +320,7 @@ async fn remote_checks(report: &mut Report, config: &Config, kind: Kind) {
 
     // A fresh manager: its first token() is a forced login with the JWT
     // re-read and re-checked, exactly as the provider would log in.
-    let tokens = TokenManager::new(AuthApi::new(http.clone()), token_settings(config));
+    let tokens = token_manager(config, &http);
     let token = match tokens.token().await {
         Ok(token) => {
             report.push(
@@ -364,13 +362,7 @@ async fn remote_checks(report: &mut Report, config: &Config, kind: Kind) {
         message,
     );
 
-    let transit = Arc::new(Transit::new(
-        http,
-        tokens,
-        &config.transit.mount_path,
-        &config.transit.key_name,
-        config.openbao.timeout,
-    ));
+    let transit = assemble::transit(config, http, tokens);
     let meta = match transit.read_key().await {
         Ok(meta) => {
             report.push(

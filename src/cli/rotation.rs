@@ -4,6 +4,7 @@
 
 use super::fields::Fields;
 use super::{EXIT_CHECK_FAILED, Failure};
+use crate::assemble::{build_transit, scope_of};
 use crate::clock::{rfc3339, unix_now};
 use crate::config::Config;
 use crate::identity::{Scope, hash_value};
@@ -12,7 +13,6 @@ use crate::registry::{
     CheckpointStatus, Mode, Record, RecordState, RotationRules, StateFile, StatePaths, acquire,
     bootstrap_state, check_retained, inspect, observe, restore, retire_before, save,
 };
-use crate::runtime::{build_transit, scope_of};
 use serde_json::Value;
 use std::sync::Arc;
 

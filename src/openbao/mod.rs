@@ -11,6 +11,6 @@ mod transit;
 
 pub use auth_api::{AuthApi, AuthGrant};
 pub use error::{ErrorClass, OpenBaoError, Operation};
-pub use http::{Call, HttpClient, TlsSettings};
+pub use http::{BuildError, Call, HttpClient, TlsSettings};
 pub use sys::{Capabilities, capabilities_self};
 pub use transit::{KeyMetadata, Transit};
