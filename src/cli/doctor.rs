@@ -10,14 +10,17 @@
 //! a path, key name, claim value or token.
 
 use super::report::{CheckStatus, Report};
-use super::{EXIT_CHECK_FAILED, EXIT_CONFIG, EXIT_OK};
+use super::{
+    EXIT_CHECK_FAILED, EXIT_CONFIG, EXIT_OK, Failure, Global, output_format, runtime, write_stdout,
+};
 use crate::assemble::{
     self, AssembleError, http_client, keeper_settings, scope_of, token_manager, token_settings,
 };
 use crate::auth::{read_jwt_file, validate_claims};
 use crate::clock::unix_now;
 use crate::config::{
-    AuthMethod, Config, Env, FsChecks, JwtSource, LoadStage, Overrides, load_file_staged,
+    AuthMethod, Config, Env, FsChecks, JwtSource, LoadStage, Overrides, ProcessEnv,
+    load_file_staged,
 };
 use crate::diagnostics::{
     CapabilityPaths, HostPaths, check_capabilities, inspect_host, profile_findings, render_findings,
@@ -34,7 +37,7 @@ use crate::registry::{
 };
 use crate::status::{Discovery, Prober, StatusCache};
 use ring::rand::SecureRandom as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -88,8 +91,73 @@ fn auth_title(config: &Config) -> &'static str {
     }
 }
 
+#[derive(Debug, clap::Args)]
+pub struct DoctorFlags {
+    /// kube-apiserver EncryptionConfiguration to check against the config
+    #[arg(long, value_name = "PATH")]
+    encryption_config: Option<PathBuf>,
+    /// Report format: text or json
+    #[arg(long, default_value = "text")]
+    output: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyKeyFlags {
+    /// Report format: text or json
+    #[arg(long, default_value = "text")]
+    output: String,
+}
+
+/// `doctor`.
+pub fn run(global: &Global, flags: &DoctorFlags) -> Result<(), Failure> {
+    run_report(
+        global,
+        Kind::Doctor,
+        flags.encryption_config.as_deref(),
+        &flags.output,
+    )
+}
+
+/// `verify-key`.
+pub fn run_verify_key(global: &Global, flags: &VerifyKeyFlags) -> Result<(), Failure> {
+    run_report(global, Kind::VerifyKey, None, &flags.output)
+}
+
+/// Both reports: the same machinery and exit rules.
+fn run_report(
+    global: &Global,
+    kind: Kind,
+    encryption_config: Option<&Path>,
+    output: &str,
+) -> Result<(), Failure> {
+    let format = output_format(output)?;
+    let env = ProcessEnv;
+    let path = global.config_path();
+    let overrides = global.overrides();
+    let outcome = runtime()?.block_on(checks(DoctorArgs {
+        kind,
+        config_path: &path,
+        overrides: &overrides,
+        env: &env,
+        encryption_config,
+    }));
+    write_stdout(&outcome.report.render(format))?;
+    let name = match kind {
+        Kind::Doctor => "doctor",
+        Kind::VerifyKey => "verify-key",
+    };
+    match outcome.exit {
+        EXIT_OK => Ok(()),
+        EXIT_CONFIG => Err(Failure::new(
+            EXIT_CONFIG,
+            format!("{name}: configuration is invalid"),
+        )),
+        code => Err(Failure::new(code, format!("{name} checks failed"))),
+    }
+}
+
 /// Runs every check that applies and returns the report.
-pub async fn run(args: DoctorArgs<'_>) -> Outcome {
+async fn checks(args: DoctorArgs<'_>) -> Outcome {
     let (name, fs) = match args.kind {
         Kind::Doctor => ("doctor", FsChecks::Check),
         Kind::VerifyKey => ("verify-key", FsChecks::Skip),
