@@ -18,6 +18,7 @@ pub mod kms;
 pub mod observe;
 pub mod openbao;
 pub mod registry;
+pub mod regular_file;
 pub mod runtime;
 pub mod scaffold;
 pub mod secret;

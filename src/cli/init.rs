@@ -17,7 +17,7 @@ use ring::rand::SecureRandom as _;
 use serde_norway::{Mapping, Value};
 use std::fmt::Write as _;
 use std::fs::{self, DirBuilder, OpenOptions, Permissions};
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -28,7 +28,6 @@ const STATIC_POD_JWT_FILE: &str = "/var/lib/openbao-kms/credentials/identity.jwt
 const SYSTEMD_SOCKET_GROUP: &str = "openbao-kms-socket";
 /// The generated JWT role issues 30-minute tokens; refreshing must start earlier.
 const ROLE_TOKEN_TTL: Duration = Duration::from_secs(30 * 60);
-const MAX_VALUES_BYTES: u64 = 1 << 20;
 
 #[derive(Debug, clap::Args)]
 pub struct Flags {
@@ -209,13 +208,8 @@ fn config_failure(field: &str, message: &str) -> Failure {
 /// Reads the values, fills host-layout defaults, validates. Returns the
 /// config and the lineage id when `--new-key` generated one.
 fn load_values(args: &InitArgs<'_>) -> Result<(Config, Option<String>), Failure> {
-    let mut bytes = zeroize::Zeroizing::new(Vec::new());
-    fs::File::open(args.values)
-        .and_then(|f| f.take(MAX_VALUES_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(|_| config_failure("values", "must exist and be readable"))?;
-    if bytes.len() as u64 > MAX_VALUES_BYTES {
-        return Err(config_failure("values", "must not be larger than 1 MiB"));
-    }
+    let bytes = crate::regular_file::read(args.values)
+        .map_err(|e| config_failure("values", &e.to_string()))?;
     // The parser's message could quote the document; it is dropped.
     let mut doc: Value = serde_norway::from_slice(&bytes)
         .map_err(|_| config_failure("values", "must be a readable YAML document"))?;
