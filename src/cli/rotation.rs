@@ -3,7 +3,7 @@
 //! operator transition. OpenBao is only ever read, never modified.
 
 use super::fields::Fields;
-use super::{EXIT_CHECK_FAILED, EXIT_USAGE, Failure, Global, output_format, runtime};
+use super::{EXIT_CHECK_FAILED, EXIT_USAGE, Failure, Global, OutputFormat, output_format, runtime};
 use crate::assemble::{build_transit, keeper_settings};
 use crate::clock::{rfc3339, unix_now};
 use crate::config::{Config, FsChecks};
@@ -31,15 +31,8 @@ pub struct RetireFlags {
     /// Remove retired versions below this version (> 1, at most the active version)
     #[arg(long, value_name = "N")]
     before_version: Option<u64>,
-    /// Write the change (the provider must be stopped); needs --expected-state-hash
-    #[arg(long)]
-    apply: bool,
-    /// stateHash of the reviewed plan
-    #[arg(long, value_name = "HASH")]
-    expected_state_hash: Option<String>,
-    /// Report format: text or json
-    #[arg(long, default_value = "text")]
-    output: String,
+    #[command(flatten)]
+    change: ChangeFlags,
 }
 
 #[derive(Debug, clap::Args)]
@@ -47,6 +40,14 @@ pub struct RestoreFlags {
     /// Versions to restore, comma-separated (e.g. 1,2)
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     versions: Vec<u64>,
+    #[command(flatten)]
+    change: ChangeFlags,
+}
+
+/// What `retire-versions` and `restore-versions` share: plan or apply, and
+/// the report format.
+#[derive(Debug, clap::Args)]
+struct ChangeFlags {
     /// Write the change (the provider must be stopped); needs --expected-state-hash
     #[arg(long)]
     apply: bool,
@@ -78,34 +79,39 @@ fn run_plan_report(global: &Global, flags: &PlanFlags, verify: bool) -> Result<(
 
 /// `retire-versions`.
 pub fn run_retire(global: &Global, flags: &RetireFlags) -> Result<(), Failure> {
-    let format = output_format(&flags.output)?;
+    let format = output_format(&flags.change.output)?;
     let before = flags
         .before_version
         .ok_or_else(|| Failure::new(EXIT_USAGE, "--before-version is required"))?;
-    let expected = apply_hash(flags.apply, flags.expected_state_hash.as_deref())?;
-    let config = global.load_config(FsChecks::Skip)?;
-    let (fields, outcome) =
-        runtime()?.block_on(change(&config, Change::RetireBefore(before), expected));
-    print!("{}", fields.render(format));
-    outcome
+    run_change(global, &flags.change, format, Change::RetireBefore(before))
 }
 
 /// `restore-versions`.
 pub fn run_restore(global: &Global, flags: &RestoreFlags) -> Result<(), Failure> {
-    let format = output_format(&flags.output)?;
+    let format = output_format(&flags.change.output)?;
     if flags.versions.is_empty() {
         return Err(Failure::new(
             EXIT_USAGE,
             "--versions is required; --apply also requires --expected-state-hash from a reviewed plan",
         ));
     }
+    run_change(
+        global,
+        &flags.change,
+        format,
+        Change::Restore(flags.versions.clone()),
+    )
+}
+
+fn run_change(
+    global: &Global,
+    flags: &ChangeFlags,
+    format: OutputFormat,
+    what: Change,
+) -> Result<(), Failure> {
     let expected = apply_hash(flags.apply, flags.expected_state_hash.as_deref())?;
     let config = global.load_config(FsChecks::Skip)?;
-    let (fields, outcome) = runtime()?.block_on(change(
-        &config,
-        Change::Restore(flags.versions.clone()),
-        expected,
-    ));
+    let (fields, outcome) = runtime()?.block_on(change(&config, what, expected));
     print!("{}", fields.render(format));
     outcome
 }
