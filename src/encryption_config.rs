@@ -16,8 +16,6 @@ pub const API_VERSION: &str = "apiserver.config.k8s.io/v1";
 pub const KIND: &str = "EncryptionConfiguration";
 /// The KMS timeout written into generated files.
 pub const GENERATED_TIMEOUT: &str = "3s";
-/// Larger files are not EncryptionConfigurations an apiserver would load.
-const MAX_BYTES: u64 = 1 << 20;
 
 /// A parsed EncryptionConfiguration. Only the fields the checks need are
 /// typed; unknown fields anywhere are a parse error, as in the reference.
@@ -154,14 +152,13 @@ pub fn parse(bytes: &[u8]) -> Result<EncryptionConfiguration, EncryptionConfigEr
 
 /// Reads and parses a file (size-capped). Read errors name no path.
 pub fn read(path: &Path) -> Result<EncryptionConfiguration, EncryptionConfigError> {
-    use std::io::Read as _;
-    let mut bytes = zeroize::Zeroizing::new(Vec::new());
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(|_| EncryptionConfigError::single("file must exist and be readable"))?;
-    if bytes.len() as u64 > MAX_BYTES {
-        return Err(EncryptionConfigError::single("file is larger than 1 MiB"));
-    }
+    use crate::regular_file::ReadError;
+    let bytes = crate::regular_file::read(path).map_err(|e| match e {
+        ReadError::TooLarge => EncryptionConfigError::single("file is larger than 1 MiB"),
+        ReadError::NotRegular | ReadError::Unreadable => {
+            EncryptionConfigError::single(&format!("file {e}"))
+        }
+    })?;
     parse(&bytes)
 }
 

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod assemble;
 pub mod auth;
 pub mod cli;
 pub mod clock;
@@ -19,6 +20,7 @@ pub mod kms;
 pub mod observe;
 pub mod openbao;
 pub mod registry;
+pub mod regular_file;
 pub mod rules;
 pub mod runtime;
 pub mod scaffold;

@@ -1,6 +1,7 @@
 //! The offline commands, run as the real binary: `policy openbao`, `config`,
 //! `config schema`, `completion`, `help`, and the usage rules every command
-//! shares (positional arguments and bad `--output` values are exit 2).
+//! shares (positional arguments and bad `--output` values are exit 2), and
+//! config paths that must never block (a FIFO or device is exit 3 at once).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -238,4 +239,56 @@ fn output_is_validated_before_any_work() {
     assert_eq!(report["name"], "doctor");
     assert_eq!(report["checks"][0]["id"], "config.load");
     assert_eq!(report["checks"][0]["status"], "fail");
+}
+
+/// Runs the binary but kills it after `limit`: a command that blocks fails
+/// the test instead of hanging it.
+fn run_bounded(args: &[&str], limit: std::time::Duration) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run bao-kms-provider");
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            child.kill().unwrap();
+            let _ = child.wait();
+            panic!("{args:?} still running after {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_fifo_device_or_directory_as_config_fails_at_once_with_exit_3() {
+    let dir = TempDir::new("cli-fifo");
+    let fifo = dir.path().join("config.yaml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let fifo = fifo.to_str().unwrap();
+    let directory = dir.path().to_str().unwrap();
+    for path in [fifo, "/dev/zero", "/dev/null", directory] {
+        for command in ["serve", "config", "doctor"] {
+            let out = run_bounded(
+                &[command, "--config", path],
+                std::time::Duration::from_secs(10),
+            );
+            let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+            assert_eq!(out.status.code(), Some(3), "{command} {path}: {stderr}");
+            let problem = "config invalid; config: must be a regular file";
+            if command == "doctor" {
+                assert!(
+                    stdout.contains(&format!("[fail] config.load: Config load - {problem}")),
+                    "{path}: {stdout}"
+                );
+                assert_eq!(stderr, "error: doctor: configuration is invalid\n");
+            } else {
+                assert_eq!(stderr, format!("error: {problem}\n"), "{command} {path}");
+            }
+        }
+    }
 }

@@ -4,18 +4,96 @@
 //! of many distinct ciphertexts at once, as after an apiserver restart.
 
 use super::fields::Fields;
-use super::{EXIT_CHECK_FAILED, Failure};
-use crate::config::Config;
+use super::{EXIT_CHECK_FAILED, EXIT_USAGE, Failure, Global, OutputFormat, output_format, runtime};
+use crate::assemble::build_transit;
+use crate::config::{Config, FsChecks};
 use crate::kms::connect;
 use crate::kms::proto::key_management_service_client::KeyManagementServiceClient;
 use crate::kms::proto::{DecryptRequest, EncryptRequest, EncryptResponse, StatusRequest};
-use crate::runtime::build_transit;
 use ring::rand::SecureRandom as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
 const BENCHMARK_AAD: &[u8] = b"openbao-kubernetes-kms/benchmark-smoke/v1";
+
+#[derive(Debug, clap::Args)]
+pub struct Flags {
+    /// transit: sequential Transit encrypt/decrypt with the configured credentials; socket: the KMS path under load
+    #[arg(long, default_value = "transit")]
+    mode: String,
+    /// Round trips in transit mode
+    #[arg(long, default_value_t = 5, allow_negative_numbers = true)]
+    iterations: i64,
+    /// Provider socket (socket mode)
+    #[arg(long, default_value = "/run/openbao-kms/kms.sock")]
+    socket: PathBuf,
+    /// Concurrent callers (socket mode, 1-1024)
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// How long to drive load (socket mode; Go duration, at most 1h)
+    #[arg(long, default_value = "10s")]
+    duration: String,
+    /// Plaintext bytes per Encrypt (socket mode, 1-512; the apiserver sends 32)
+    #[arg(long, default_value_t = 32)]
+    plaintext_size: usize,
+    /// Distinct ciphertexts decrypted at once after the load phase (socket mode, 0-4096)
+    #[arg(long, default_value_t = 256)]
+    storm: usize,
+    /// Report format: text or json
+    #[arg(long, default_value = "text")]
+    output: String,
+}
+
+/// `benchmark`: each mode's flag rules (exit 2) before any work.
+pub fn run(global: &Global, flags: &Flags) -> Result<(), Failure> {
+    let format = output_format(&flags.output)?;
+    let usage = |m: &str| Failure::new(EXIT_USAGE, m);
+    let report = match flags.mode.trim().to_ascii_lowercase().as_str() {
+        "transit" => {
+            let iterations = usize::try_from(flags.iterations)
+                .ok()
+                .filter(|n| (1..=100_000).contains(n))
+                .ok_or_else(|| usage("--iterations must be between 1 and 100000"))?;
+            let config = global.load_config(FsChecks::Skip)?;
+            runtime()?.block_on(transit(&config, iterations))?
+        }
+        "socket" => {
+            let duration = crate::config::parse_go_duration(&flags.duration)
+                .filter(|n| *n > 0 && *n <= 3_600_000_000_000)
+                .map(|n| Duration::from_nanos(n.unsigned_abs()))
+                .ok_or_else(|| {
+                    usage("--duration must be a positive duration of at most 1h, such as 10s")
+                })?;
+            if !(1..=1024).contains(&flags.concurrency) {
+                return Err(usage("--concurrency must be between 1 and 1024"));
+            }
+            if !(1..=512).contains(&flags.plaintext_size) {
+                return Err(usage("--plaintext-size must be between 1 and 512"));
+            }
+            if flags.storm > 4096 {
+                return Err(usage("--storm must be at most 4096"));
+            }
+            if !flags.socket.is_absolute() {
+                return Err(usage("--socket must be an absolute path"));
+            }
+            let run = SocketRun {
+                socket: &flags.socket,
+                concurrency: flags.concurrency,
+                duration,
+                plaintext_size: flags.plaintext_size,
+                storm: flags.storm,
+            };
+            runtime()?.block_on(socket(run))?
+        }
+        _ => return Err(usage("--mode must be transit or socket")),
+    };
+    if format == OutputFormat::Text {
+        println!("benchmark");
+    }
+    print!("{}", report.render(format));
+    Ok(())
+}
 
 fn random(len: usize) -> Result<Vec<u8>, Failure> {
     let mut bytes = vec![0u8; len];
@@ -36,7 +114,7 @@ fn three(v: f64) -> serde_json::Value {
 
 /// `--mode transit`: the reference's sequential encrypt/decrypt smoke against
 /// Transit itself (not the provider), with its exact output keys.
-pub async fn transit(config: &Config, iterations: usize) -> Result<Fields, Failure> {
+async fn transit(config: &Config, iterations: usize) -> Result<Fields, Failure> {
     let prerequisites = |_| Failure::new(EXIT_CHECK_FAILED, "benchmark prerequisites failed");
     let transit = build_transit(config).map_err(|e| prerequisites(e.to_string()))?;
     let meta = transit
@@ -163,7 +241,7 @@ macro_rules! keys {
 }
 
 /// Settings of `--mode socket`.
-pub struct SocketRun<'a> {
+struct SocketRun<'a> {
     pub socket: &'a Path,
     pub concurrency: usize,
     pub duration: Duration,
@@ -218,7 +296,7 @@ async fn worker(mut client: Client, deadline: Instant, size: usize) -> Result<[T
 }
 
 /// `--mode socket`: the real KMS path through the running provider.
-pub async fn socket(run: SocketRun<'_>) -> Result<Fields, Failure> {
+async fn socket(run: SocketRun<'_>) -> Result<Fields, Failure> {
     let unreachable = |_| Failure::new(EXIT_CHECK_FAILED, "cannot connect to the provider socket");
     let client = connect(run.socket).await.map_err(unreachable)?;
     let started = Instant::now();

@@ -4,10 +4,24 @@
 //! flags, validated without host checks) and its `cfg1.` identity
 //! fingerprint; `config schema` prints the JSON Schema of the file.
 
-use crate::config::{CONFIG_SCHEMA, Config};
+use super::{Failure, Global, write_stdout};
+use crate::config::{CONFIG_SCHEMA, Config, FsChecks};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ConfigSub {
+    /// Print the JSON Schema (draft 2020-12) of the config file
+    Schema,
+}
+
+pub fn run(global: &Global, sub: Option<&ConfigSub>) -> Result<(), Failure> {
+    match sub {
+        None => write_stdout(&summary(&global.load_config(FsChecks::Skip)?)),
+        Some(ConfigSub::Schema) => write_stdout(&schema()),
+    }
+}
 
 /// The reference's `key: value` summary lines, in its order.
-pub fn summary(config: &Config) -> String {
+fn summary(config: &Config) -> String {
     let lines = [
         ("configVersion", config.config_version.clone()),
         (
@@ -26,6 +40,6 @@ pub fn summary(config: &Config) -> String {
 }
 
 /// The schema with exactly one trailing newline.
-pub fn schema() -> String {
+fn schema() -> String {
     format!("{}\n", CONFIG_SCHEMA.trim_end())
 }

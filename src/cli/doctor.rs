@@ -10,11 +10,17 @@
 //! a path, key name, claim value or token.
 
 use super::report::{CheckStatus, Report};
-use super::{EXIT_CHECK_FAILED, EXIT_CONFIG, EXIT_OK};
-use crate::auth::{TokenManager, read_jwt_file, validate_claims};
+use super::{
+    EXIT_CHECK_FAILED, EXIT_CONFIG, EXIT_OK, Failure, Global, output_format, runtime, write_stdout,
+};
+use crate::assemble::{
+    self, AssembleError, http_client, keeper_settings, scope_of, token_manager, token_settings,
+};
+use crate::auth::{read_jwt_file, validate_claims};
 use crate::clock::unix_now;
 use crate::config::{
-    AuthMethod, Config, Env, FsChecks, JwtSource, LoadStage, Overrides, load_file_staged,
+    AuthMethod, Config, Env, FsChecks, JwtSource, LoadStage, Overrides, ProcessEnv,
+    load_file_staged,
 };
 use crate::diagnostics::{CapabilityPaths, HostPaths, check_capabilities, inspect_host};
 use crate::encryption_config::{self as encryption, Expected, IdentityFallback};
@@ -22,16 +28,15 @@ use crate::identity::{KeyId, hash_value};
 use crate::kms::proto::key_management_service_server::KeyManagementService as _;
 use crate::kms::proto::{EncryptRequest, StatusRequest};
 use crate::kms::{KmsService, Limits, resolve_group};
-use crate::openbao::{AuthApi, HttpClient, KeyMetadata, TlsSettings, Transit, capabilities_self};
+use crate::openbao::{KeyMetadata, Transit, capabilities_self};
 use crate::registry::{
     CheckpointStatus, Keeper, RecordState, Registry, StateFile, StatePaths, bootstrap_state,
     check_retained, inspect,
 };
 use crate::rules::{profile_findings, render_findings};
-use crate::runtime::{keeper_settings, scope_of, token_settings};
 use crate::status::{Discovery, Prober, StatusCache};
 use ring::rand::SecureRandom as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -85,8 +90,73 @@ fn auth_title(config: &Config) -> &'static str {
     }
 }
 
+#[derive(Debug, clap::Args)]
+pub struct DoctorFlags {
+    /// kube-apiserver EncryptionConfiguration to check against the config
+    #[arg(long, value_name = "PATH")]
+    encryption_config: Option<PathBuf>,
+    /// Report format: text or json
+    #[arg(long, default_value = "text")]
+    output: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyKeyFlags {
+    /// Report format: text or json
+    #[arg(long, default_value = "text")]
+    output: String,
+}
+
+/// `doctor`.
+pub fn run(global: &Global, flags: &DoctorFlags) -> Result<(), Failure> {
+    run_report(
+        global,
+        Kind::Doctor,
+        flags.encryption_config.as_deref(),
+        &flags.output,
+    )
+}
+
+/// `verify-key`.
+pub fn run_verify_key(global: &Global, flags: &VerifyKeyFlags) -> Result<(), Failure> {
+    run_report(global, Kind::VerifyKey, None, &flags.output)
+}
+
+/// Both reports: the same machinery and exit rules.
+fn run_report(
+    global: &Global,
+    kind: Kind,
+    encryption_config: Option<&Path>,
+    output: &str,
+) -> Result<(), Failure> {
+    let format = output_format(output)?;
+    let env = ProcessEnv;
+    let path = global.config_path();
+    let overrides = global.overrides();
+    let outcome = runtime()?.block_on(checks(DoctorArgs {
+        kind,
+        config_path: &path,
+        overrides: &overrides,
+        env: &env,
+        encryption_config,
+    }));
+    write_stdout(&outcome.report.render(format))?;
+    let name = match kind {
+        Kind::Doctor => "doctor",
+        Kind::VerifyKey => "verify-key",
+    };
+    match outcome.exit {
+        EXIT_OK => Ok(()),
+        EXIT_CONFIG => Err(Failure::new(
+            EXIT_CONFIG,
+            format!("{name}: configuration is invalid"),
+        )),
+        code => Err(Failure::new(code, format!("{name} checks failed"))),
+    }
+}
+
 /// Runs every check that applies and returns the report.
-pub async fn run(args: DoctorArgs<'_>) -> Outcome {
+async fn checks(args: DoctorArgs<'_>) -> Outcome {
     let (name, fs) = match args.kind {
         Kind::Doctor => ("doctor", FsChecks::Check),
         Kind::VerifyKey => ("verify-key", FsChecks::Skip),
@@ -219,7 +289,7 @@ fn local_auth(report: &mut Report, config: &Config) -> bool {
                 "oauth2.local",
                 "OAuth 2.0 client credential",
                 CheckStatus::Fail,
-                "auth.jwt.source oauth2 is not available in this build",
+                AssembleError::OAuth2Unavailable.to_string(),
             );
             false
         }
@@ -228,7 +298,7 @@ fn local_auth(report: &mut Report, config: &Config) -> bool {
                 "auth.cert.pkcs11",
                 "PKCS#11 certificate source",
                 CheckStatus::Fail,
-                "auth.method cert requires a certauth build variant",
+                AssembleError::CertAuthUnavailable.to_string(),
             );
             for (id, title) in [
                 ("auth.cert.local", "Certificate identity"),
@@ -288,11 +358,7 @@ fn encryption_config_check(report: &mut Report, config: &Config, path: Option<&P
 
 /// Checks 7–16: everything that talks to OpenBao.
 async fn remote_checks(report: &mut Report, config: &Config, kind: Kind) {
-    let tls = TlsSettings {
-        ca_cert_file: &config.openbao.ca_cert_file,
-        server_name: &config.openbao.tls_server_name,
-    };
-    let http = match HttpClient::new(&config.openbao.address, &config.openbao.namespace, &tls) {
+    let http = match http_client(config) {
         Ok(http) => {
             report.push(
                 "openbao.tls",
@@ -321,7 +387,7 @@ async fn remote_checks(report: &mut Report, config: &Config, kind: Kind) {
 
     // A fresh manager: its first token() is a forced login with the JWT
     // re-read and re-checked, exactly as the provider would log in.
-    let tokens = TokenManager::new(AuthApi::new(http.clone()), token_settings(config));
+    let tokens = token_manager(config, &http);
     let token = match tokens.token().await {
         Ok(token) => {
             report.push(
@@ -363,13 +429,7 @@ async fn remote_checks(report: &mut Report, config: &Config, kind: Kind) {
         message,
     );
 
-    let transit = Arc::new(Transit::new(
-        http,
-        tokens,
-        &config.transit.mount_path,
-        &config.transit.key_name,
-        config.openbao.timeout,
-    ));
+    let transit = assemble::transit(config, http, tokens);
     let meta = match transit.read_key().await {
         Ok(meta) => {
             report.push(

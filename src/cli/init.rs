@@ -8,16 +8,18 @@
 //! defaults fill the gaps, then the result is validated, rendered, re-read
 //! and cross-checked before anything is written.
 
-use super::{EXIT_CONFIG, EXIT_UNCLASSIFIED, EXIT_USAGE, Failure};
+use super::{
+    EXIT_CONFIG, EXIT_UNCLASSIFIED, EXIT_USAGE, Failure, Global, parse_go_bool, write_stdout,
+};
 use crate::config::{AuthMethod, Config, ConfigError, JwtSource, NoEnv, Overrides, Problem};
 use crate::scaffold::{self, Model, Options, Plan};
 use ring::rand::SecureRandom as _;
 use serde_norway::{Mapping, Value};
 use std::fmt::Write as _;
 use std::fs::{self, DirBuilder, OpenOptions, Permissions};
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const DEFAULT_CA_FILE: &str = "/etc/openbao-kms/tls/ca.crt";
@@ -26,10 +28,80 @@ const STATIC_POD_JWT_FILE: &str = "/var/lib/openbao-kms/credentials/identity.jwt
 const SYSTEMD_SOCKET_GROUP: &str = "openbao-kms-socket";
 /// The generated JWT role issues 30-minute tokens; refreshing must start earlier.
 const ROLE_TOKEN_TTL: Duration = Duration::from_secs(30 * 60);
-const MAX_VALUES_BYTES: u64 = 1 << 20;
+
+#[derive(Debug, clap::Args)]
+pub struct Flags {
+    /// Values file: a partial config (host-layout defaults fill the rest)
+    #[arg(long, value_name = "PATH")]
+    values: PathBuf,
+    /// Output directory; must not exist (created 0750) or be empty
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// How the provider runs on the nodes
+    #[arg(long, value_enum, default_value = "systemd")]
+    model: InitModel,
+    /// Generate a new keyLineageId (the values must not contain one)
+    #[arg(
+        long,
+        value_name = "BOOL",
+        default_value = "false",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = parse_go_bool
+    )]
+    new_key: bool,
+    /// OpenBao policy name [default: openbao-kms-<clusterId>]
+    #[arg(long, value_name = "NAME")]
+    policy_name: Option<String>,
+    /// Provider image pinned by digest (static-pod only)
+    #[arg(long, value_name = "REF")]
+    image: Option<String>,
+    /// Host group ID allowed on the socket (static-pod only)
+    #[arg(long, value_name = "GID")]
+    socket_gid: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum InitModel {
+    Systemd,
+    StaticPod,
+}
+
+/// `init`: the global flags do not apply (the values file is the whole
+/// input), then the flag rules, then generation.
+pub fn run(global: &Global, flags: &Flags) -> Result<(), Failure> {
+    for (given, flag) in [
+        (global.config.is_some(), "--config"),
+        (global.log_level.is_some(), "--log-level"),
+        (global.metrics_address.is_some(), "--metrics-address"),
+        (global.health_address.is_some(), "--health-address"),
+    ] {
+        if given {
+            return Err(Failure::new(
+                EXIT_USAGE,
+                format!("{flag} does not apply to init; put configuration in --values"),
+            ));
+        }
+    }
+    let args = InitArgs {
+        values: &flags.values,
+        out: &flags.out,
+        model: match flags.model {
+            InitModel::Systemd => Model::Systemd,
+            InitModel::StaticPod => Model::StaticPod,
+        },
+        new_key: flags.new_key,
+        policy_name: flags.policy_name.as_deref(),
+        image: flags.image.as_deref(),
+        socket_gid: flags.socket_gid,
+    };
+    check_flags(&args)?;
+    write_stdout(&generate(&args)?)
+}
 
 /// The parsed `init` flags.
-pub struct InitArgs<'a> {
+struct InitArgs<'a> {
     pub values: &'a Path,
     pub out: &'a Path,
     pub model: Model,
@@ -40,7 +112,7 @@ pub struct InitArgs<'a> {
 }
 
 /// Flag rules that need no file access (exit 2).
-pub fn check_flags(args: &InitArgs<'_>) -> Result<(), Failure> {
+fn check_flags(args: &InitArgs<'_>) -> Result<(), Failure> {
     let usage = |m: &str| Err(Failure::new(EXIT_USAGE, m));
     if let Some(name) = args.policy_name
         && !valid_policy_name(name)
@@ -99,7 +171,7 @@ fn pinned_by_digest(image: &str) -> bool {
 }
 
 /// Runs `init` after [`check_flags`]; returns the summary for stdout.
-pub fn run(args: &InitArgs<'_>) -> Result<String, Failure> {
+fn generate(args: &InitArgs<'_>) -> Result<String, Failure> {
     let (config, generated_lineage) = load_values(args)?;
     let policy_name = match args.policy_name {
         Some(name) => name.to_owned(),
@@ -136,13 +208,8 @@ fn config_failure(field: &str, message: &str) -> Failure {
 /// Reads the values, fills host-layout defaults, validates. Returns the
 /// config and the lineage id when `--new-key` generated one.
 fn load_values(args: &InitArgs<'_>) -> Result<(Config, Option<String>), Failure> {
-    let mut bytes = zeroize::Zeroizing::new(Vec::new());
-    fs::File::open(args.values)
-        .and_then(|f| f.take(MAX_VALUES_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(|_| config_failure("values", "must exist and be readable"))?;
-    if bytes.len() as u64 > MAX_VALUES_BYTES {
-        return Err(config_failure("values", "must not be larger than 1 MiB"));
-    }
+    let bytes = crate::regular_file::read(args.values)
+        .map_err(|e| config_failure("values", &e.to_string()))?;
     // The parser's message could quote the document; it is dropped.
     let mut doc: Value = serde_norway::from_slice(&bytes)
         .map_err(|_| config_failure("values", "must be a readable YAML document"))?;

@@ -2,6 +2,7 @@
 //! Status → Encrypt → Decrypt round trip. Loads no config, credentials or state.
 
 use super::report::{CheckStatus, Report};
+use super::{EXIT_CHECK_FAILED, EXIT_USAGE, output_format, runtime};
 use crate::identity::KeyId;
 use crate::kms::connect;
 use crate::kms::proto::key_management_service_client::KeyManagementServiceClient;
@@ -10,12 +11,57 @@ use nix::unistd::{getegid, geteuid, getgroups};
 use ring::rand::SecureRandom as _;
 use std::fmt::Write as _;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tonic::transport::Channel;
 
+#[derive(Debug, clap::Args)]
+pub struct Flags {
+    /// Provider socket
+    #[arg(long, default_value = "/run/openbao-kms/kms.sock")]
+    socket: PathBuf,
+    /// Deadline for the whole probe (Go duration, e.g. 10s)
+    #[arg(long, default_value = "10s")]
+    timeout: String,
+    /// Fail unless Status reports this key ID
+    #[arg(long, value_name = "KEY_ID")]
+    expected_key_id: Option<String>,
+    /// Report format: text or json
+    #[arg(long, default_value = "text")]
+    output: String,
+}
+
+/// `probe`: flag rules first (exit 2), then the checks (exit 4 on a failure).
+pub fn run(flags: &Flags) -> Result<(), super::Failure> {
+    let usage = |m: &str| super::Failure::new(EXIT_USAGE, m);
+    let format = output_format(&flags.output)?;
+    let timeout = crate::config::parse_go_duration(&flags.timeout)
+        .filter(|nanos| *nanos > 0)
+        .map(|nanos| Duration::from_nanos(nanos.unsigned_abs()))
+        .ok_or_else(|| usage("--timeout must be a positive duration such as 10s"))?;
+    if !flags.socket.is_absolute() {
+        return Err(usage("--socket must be an absolute path"));
+    }
+    let expected = match &flags.expected_key_id {
+        Some(raw) => Some(
+            KeyId::parse(raw).map_err(|_| usage("--expected-key-id is not a provider key ID"))?,
+        ),
+        None => None,
+    };
+    let report = runtime()?.block_on(run_probe(&flags.socket, timeout, expected.as_ref()));
+    print!("{}", report.render(format));
+    if report.failed() {
+        Err(super::Failure::new(
+            EXIT_CHECK_FAILED,
+            "running provider probe failed",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// Runs every probe check; the whole probe is bounded by `timeout`.
-pub async fn run_probe(socket: &Path, timeout: Duration, expected: Option<&KeyId>) -> Report {
+async fn run_probe(socket: &Path, timeout: Duration, expected: Option<&KeyId>) -> Report {
     let mut report = Report::new("probe");
     identity_check(&mut report);
     if !socket_checks(&mut report, socket) {

@@ -3,21 +3,134 @@
 //! operator transition. OpenBao is only ever read, never modified.
 
 use super::fields::Fields;
-use super::{EXIT_CHECK_FAILED, Failure};
+use super::{EXIT_CHECK_FAILED, EXIT_USAGE, Failure, Global, OutputFormat, output_format, runtime};
+use crate::assemble::{build_transit, keeper_settings};
 use crate::clock::{rfc3339, unix_now};
-use crate::config::Config;
+use crate::config::{Config, FsChecks};
 use crate::identity::{Scope, hash_value};
 use crate::openbao::KeyMetadata;
 use crate::registry::{
     CheckpointStatus, Mode, Record, RecordState, RotationRules, StateFile, StatePaths, acquire,
     bootstrap_state, check_retained, inspect, observe, restore, retire_before, save,
 };
-use crate::runtime::{build_transit, scope_of};
 use serde_json::Value;
 use std::sync::Arc;
 
 const VERIFY_LIMITATIONS: &str = "local registry and Transit metadata cannot prove every Kubernetes object or retained backup has been rewritten";
 const RETIRE_LIMITATIONS: &str = "removal is local to this node's registry: run it on every node; Transit key versions are not modified, and lowering OpenBao minimums does not restore a removed version (use restore-versions)";
+
+#[derive(Debug, clap::Args)]
+pub struct PlanFlags {
+    /// Report format: text or json
+    #[arg(long, default_value = "text")]
+    output: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RetireFlags {
+    /// Remove retired versions below this version (> 1, at most the active version)
+    #[arg(long, value_name = "N")]
+    before_version: Option<u64>,
+    #[command(flatten)]
+    change: ChangeFlags,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RestoreFlags {
+    /// Versions to restore, comma-separated (e.g. 1,2)
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    versions: Vec<u64>,
+    #[command(flatten)]
+    change: ChangeFlags,
+}
+
+/// What `retire-versions` and `restore-versions` share: plan or apply, and
+/// the report format.
+#[derive(Debug, clap::Args)]
+struct ChangeFlags {
+    /// Write the change (the provider must be stopped); needs --expected-state-hash
+    #[arg(long)]
+    apply: bool,
+    /// stateHash of the reviewed plan
+    #[arg(long, value_name = "HASH")]
+    expected_state_hash: Option<String>,
+    /// Report format: text or json
+    #[arg(long, default_value = "text")]
+    output: String,
+}
+
+/// `rotation-plan`.
+pub fn run_plan(global: &Global, flags: &PlanFlags) -> Result<(), Failure> {
+    run_plan_report(global, flags, false)
+}
+
+/// `verify-rotation`.
+pub fn run_verify(global: &Global, flags: &PlanFlags) -> Result<(), Failure> {
+    run_plan_report(global, flags, true)
+}
+
+fn run_plan_report(global: &Global, flags: &PlanFlags, verify: bool) -> Result<(), Failure> {
+    let format = output_format(&flags.output)?;
+    let config = global.load_config(FsChecks::Skip)?;
+    let (fields, outcome) = runtime()?.block_on(plan(&config, verify));
+    print!("{}", fields.render(format));
+    outcome
+}
+
+/// `retire-versions`.
+pub fn run_retire(global: &Global, flags: &RetireFlags) -> Result<(), Failure> {
+    let format = output_format(&flags.change.output)?;
+    let before = flags
+        .before_version
+        .ok_or_else(|| Failure::new(EXIT_USAGE, "--before-version is required"))?;
+    run_change(global, &flags.change, format, Change::RetireBefore(before))
+}
+
+/// `restore-versions`.
+pub fn run_restore(global: &Global, flags: &RestoreFlags) -> Result<(), Failure> {
+    let format = output_format(&flags.change.output)?;
+    if flags.versions.is_empty() {
+        return Err(Failure::new(
+            EXIT_USAGE,
+            "--versions is required; --apply also requires --expected-state-hash from a reviewed plan",
+        ));
+    }
+    run_change(
+        global,
+        &flags.change,
+        format,
+        Change::Restore(flags.versions.clone()),
+    )
+}
+
+fn run_change(
+    global: &Global,
+    flags: &ChangeFlags,
+    format: OutputFormat,
+    what: Change,
+) -> Result<(), Failure> {
+    let expected = apply_hash(flags.apply, flags.expected_state_hash.as_deref())?;
+    let config = global.load_config(FsChecks::Skip)?;
+    let (fields, outcome) = runtime()?.block_on(change(&config, what, expected));
+    print!("{}", fields.render(format));
+    outcome
+}
+
+/// `--apply` needs the reviewed `--expected-state-hash`; a hash alone is a usage error.
+fn apply_hash(apply: bool, hash: Option<&str>) -> Result<Option<&str>, Failure> {
+    match (apply, hash) {
+        (true, Some(h)) => Ok(Some(h)),
+        (false, None) => Ok(None),
+        (true, None) => Err(Failure::new(
+            EXIT_USAGE,
+            "--apply requires --expected-state-hash from a reviewed plan",
+        )),
+        (false, Some(_)) => Err(Failure::new(
+            EXIT_USAGE,
+            "--expected-state-hash is only used with --apply",
+        )),
+    }
+}
 
 struct Context {
     paths: StatePaths,
@@ -28,16 +141,15 @@ struct Context {
 }
 
 impl Context {
+    /// The keeper's own rules, so plans match what `serve` would enforce.
     fn new(config: &Config) -> Self {
+        let settings = keeper_settings(config);
         Self {
             paths: StatePaths::new(&config.state.path),
-            fingerprint: config.identity_fingerprint(),
-            scope: Arc::new(scope_of(config)),
-            rules: RotationRules {
-                required_count: u64::from(config.rotation.require_stable_observation_count),
-                reject_rollback: config.rotation.reject_version_rollback,
-            },
-            activation_delay_secs: i64::try_from(config.rotation.activation_delay.as_secs())
+            fingerprint: settings.fingerprint,
+            scope: settings.scope,
+            rules: settings.rules,
+            activation_delay_secs: i64::try_from(settings.activation_delay.as_secs())
                 .unwrap_or(i64::MAX),
         }
     }
@@ -58,7 +170,7 @@ fn pending(state: &StateFile) -> Option<&Record> {
 }
 
 /// `rotation-plan` (and, with `verify`, `verify-rotation`).
-pub async fn plan(config: &Config, verify: bool) -> (Fields, Result<(), Failure>) {
+async fn plan(config: &Config, verify: bool) -> (Fields, Result<(), Failure>) {
     let ctx = Context::new(config);
     let mut f = Fields::default();
     let local = inspect(&ctx.paths, &ctx.fingerprint, &ctx.scope);
@@ -177,14 +289,14 @@ fn version_items(records: &[Record]) -> Vec<Vec<(&'static str, Value)>> {
 }
 
 /// Which operator transition to plan or apply.
-pub enum Change {
+enum Change {
     RetireBefore(u64),
     Restore(Vec<u64>),
 }
 
 /// `retire-versions` / `restore-versions`: plan by default; with `apply`
 /// (and the reviewed hash) persist under the writer lock.
-pub async fn change(
+async fn change(
     config: &Config,
     change: Change,
     apply: Option<&str>,

@@ -20,8 +20,9 @@ mod validate;
 mod yaml;
 
 use std::collections::BTreeSet;
-use std::io::Read as _;
 use std::path::Path;
+
+use crate::regular_file;
 
 pub use duration::parse_go_duration;
 pub use env::{DEFAULT_CONFIG_PATH, Env, NoEnv, Overrides, ProcessEnv, config_path};
@@ -75,21 +76,10 @@ pub fn load_file_staged(
     env: &dyn Env,
     fs: FsChecks,
 ) -> Result<Config, (LoadStage, ConfigError)> {
-    let bytes = match read_capped(path) {
-        Ok(Some(bytes)) => bytes,
-        Ok(None) => {
-            return Err((
-                LoadStage::Load,
-                single("config", "must not be larger than 1 MiB"),
-            ));
-        }
-        Err(_) => {
-            return Err((
-                LoadStage::Load,
-                single("config", "must exist and be readable"),
-            ));
-        }
-    };
+    // A mistaken `--config /dev/zero`, a FIFO or a huge file is refused
+    // at once: it must neither block nor exhaust memory.
+    let bytes = regular_file::read(path)
+        .map_err(|e| (LoadStage::Load, single("config", &e.to_string())))?;
     let fs_checks_for = (fs == FsChecks::Check).then_some(path);
     load(&bytes, overrides, env, fs_checks_for)
 }
@@ -144,17 +134,6 @@ fn load(
     } else {
         Err((stage, ConfigError { problems }))
     }
-}
-
-/// Config files are small; the cap keeps a mistaken `--config /dev/zero` (or
-/// a huge file) from exhausting memory. `None` means the cap was exceeded.
-fn read_capped(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
-    const MAX_CONFIG_BYTES: u64 = 1 << 20;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(MAX_CONFIG_BYTES + 1)
-        .read_to_end(&mut bytes)?;
-    Ok((bytes.len() as u64 <= MAX_CONFIG_BYTES).then_some(bytes))
 }
 
 fn single(field: &str, message: &str) -> ConfigError {

@@ -1299,6 +1299,17 @@ fn load_file_reports_unreadable_input_without_the_path() {
         "config invalid; config: must not be larger than 1 MiB"
     );
 
+    // A FIFO would block a plain open until a writer came; /dev/zero never ends.
+    let fifo = dir.0.join("fifo.yaml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    for special in [fifo.as_path(), Path::new("/dev/zero")] {
+        let err = load_file(special, &Overrides::default(), &NoEnv, FsChecks::Skip).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config invalid; config: must be a regular file"
+        );
+    }
+
     let binary = dir.0.join("binary.yaml");
     fs::write(&binary, [0xff, 0xfe, 0x00]).unwrap();
     let err = load_file(&binary, &Overrides::default(), &NoEnv, FsChecks::Skip).unwrap_err();

@@ -7,6 +7,7 @@
 
 use super::error::{ErrorClass, OpenBaoError, Operation};
 use crate::observe::metrics::Metrics;
+use crate::regular_file::ReadError;
 use crate::secret::SecretString;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Uri};
@@ -35,6 +36,7 @@ pub struct TlsSettings<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BuildError {
     CaUnreadable,
+    CaNotRegular,
     CaEmpty,
     BadServerName,
     BadAddress,
@@ -44,6 +46,7 @@ impl std::fmt::Display for BuildError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::CaUnreadable => "openbao.caCertFile: must contain PEM certificates",
+            Self::CaNotRegular => "openbao.caCertFile: must be a regular file",
             Self::CaEmpty => "openbao.caCertFile: contains no certificate",
             Self::BadServerName => "openbao.tlsServerName: not a valid TLS server name",
             Self::BadAddress => "openbao.address: must be an https URL",
@@ -88,9 +91,13 @@ impl HttpClient {
             return Err(BuildError::BadAddress);
         }
         let mut roots = rustls::RootCertStore::empty();
-        let certs = CertificateDer::pem_file_iter(tls.ca_cert_file)
-            .map_err(|_| BuildError::CaUnreadable)?;
-        for cert in certs {
+        // Read through the non-blocking reader: commands that skip the host
+        // checks (rotation-plan, benchmark) must not hang on a FIFO here.
+        let pem = crate::regular_file::read(tls.ca_cert_file).map_err(|e| match e {
+            ReadError::NotRegular => BuildError::CaNotRegular,
+            ReadError::Unreadable | ReadError::TooLarge => BuildError::CaUnreadable,
+        })?;
+        for cert in CertificateDer::pem_slice_iter(&pem) {
             roots
                 .add(cert.map_err(|_| BuildError::CaUnreadable)?)
                 .map_err(|_| BuildError::CaUnreadable)?;
@@ -300,7 +307,25 @@ fn classify_transport(error: &(dyn std::error::Error + 'static)) -> ErrorClass {
 
 #[cfg(test)]
 mod tests {
-    use super::escape_path;
+    use super::{BuildError, HttpClient, TlsSettings, escape_path};
+
+    #[test]
+    fn a_fifo_or_device_as_ca_file_is_refused_without_blocking() {
+        let dir = std::env::temp_dir().join(format!("bao-kms-http-ca-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("ca.pem");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        for ca in [fifo.as_path(), std::path::Path::new("/dev/zero")] {
+            let tls = TlsSettings {
+                ca_cert_file: ca,
+                server_name: "localhost",
+            };
+            let built = HttpClient::new("https://127.0.0.1:8200", "", &tls);
+            assert_eq!(built.err(), Some(BuildError::CaNotRegular));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn path_escaping_keeps_segments_and_escapes_the_rest() {

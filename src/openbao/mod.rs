@@ -12,7 +12,7 @@ mod transit;
 
 pub use auth_api::{AuthApi, AuthGrant};
 pub use error::{ErrorClass, OpenBaoError, Operation};
-pub use http::{Call, HttpClient, TlsSettings};
+pub use http::{BuildError, Call, HttpClient, TlsSettings};
 pub use sys::{Capabilities, capabilities_self};
 pub use token_source::TokenSource;
 pub use transit::{KeyMetadata, Transit};

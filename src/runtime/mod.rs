@@ -6,17 +6,14 @@
 
 mod view;
 
-use crate::auth::{JwtChecks, TokenManager, TokenSettings};
-use crate::config::{AuthMethod, Config, JwtSource};
-use crate::identity::Scope;
+use crate::assemble::{AssembleError, build_info, build_transit_with, open_keeper};
+use crate::config::Config;
 use crate::kms::proto::key_management_service_server::KeyManagementServiceServer;
 use crate::kms::{
     KmsService, Limits, MAX_MESSAGE_BYTES, SocketOptions, bind_socket, remove_socket, resolve_group,
 };
 use crate::observe::health::{self, Endpoints};
-use crate::observe::metrics::{BuildInfo, Metrics};
-use crate::openbao::{AuthApi, HttpClient, TlsSettings, Transit};
-use crate::registry::{Keeper, KeeperSettings, RotationRules, StatePaths};
+use crate::observe::metrics::Metrics;
 use crate::status::{Discovery, Prober, StatusCache, bootstrap, run_scheduler};
 use std::fmt;
 use std::future::Future;
@@ -45,116 +42,15 @@ impl fmt::Display for ServeError {
 
 impl std::error::Error for ServeError {}
 
+/// Assembly failures are runtime failures of `serve` (exit 5).
+impl From<AssembleError> for ServeError {
+    fn from(e: AssembleError) -> Self {
+        Self(e.to_string())
+    }
+}
+
 fn fail(e: impl fmt::Display) -> ServeError {
     ServeError(e.to_string())
-}
-
-/// The identity scope every key_id and AAD is bound to.
-pub fn scope_of(config: &Config) -> Scope {
-    let ids = &config.transit.key_id_scope;
-    Scope {
-        provider_name: ids.provider_name.clone(),
-        cluster_id: ids.cluster_id.clone(),
-        openbao_instance_id: config.openbao.instance_id.clone(),
-        openbao_namespace: config.openbao.namespace.clone(),
-        transit_mount_id: ids.transit_mount_id.clone(),
-        transit_key_lineage_id: ids.key_lineage_id.clone(),
-    }
-}
-
-/// Builds the Transit client with its token manager from the config.
-pub fn build_transit(config: &Config) -> Result<Arc<Transit>, ServeError> {
-    build_transit_with(config, None)
-}
-
-/// [`build_transit`], counting OpenBao calls, logins and renewals in `metrics`.
-pub fn build_transit_with(
-    config: &Config,
-    metrics: Option<&Arc<Metrics>>,
-) -> Result<Arc<Transit>, ServeError> {
-    if config.auth.method == AuthMethod::Cert {
-        return Err(ServeError(
-            "auth.method cert requires a certauth build variant".into(),
-        ));
-    }
-    if config.auth.jwt.source == JwtSource::OAuth2 {
-        return Err(ServeError(
-            "auth.jwt.source oauth2 is not available in this build".into(),
-        ));
-    }
-    let tls = TlsSettings {
-        ca_cert_file: &config.openbao.ca_cert_file,
-        server_name: &config.openbao.tls_server_name,
-    };
-    let mut http =
-        HttpClient::new(&config.openbao.address, &config.openbao.namespace, &tls).map_err(fail)?;
-    if let Some(metrics) = metrics {
-        http = http.with_metrics(Arc::clone(metrics));
-    }
-    let tokens = TokenManager::new(AuthApi::new(http.clone()), token_settings(config));
-    if let Some(metrics) = metrics {
-        tokens.set_metrics(Arc::clone(metrics));
-    }
-    Ok(Arc::new(Transit::new(
-        http,
-        tokens,
-        &config.transit.mount_path,
-        &config.transit.key_name,
-        config.openbao.timeout,
-    )))
-}
-
-/// The token manager's settings for the JWT file source (`auth.*`).
-pub fn token_settings(config: &Config) -> TokenSettings {
-    let jwt = &config.auth.jwt;
-    TokenSettings {
-        jwt_mount: jwt.mount_path.clone(),
-        jwt_role: jwt.role.clone(),
-        jwt_file: jwt.jwt_file.clone(),
-        jwt_checks: JwtChecks {
-            expected_issuer: jwt.expected_issuer.clone(),
-            expected_audience: jwt.expected_audience.clone(),
-            expected_subject: jwt.expected_subject.clone(),
-            min_remaining_ttl: jwt.min_remaining_ttl,
-            clock_skew_leeway: jwt.clock_skew_leeway,
-        },
-        login_before_expiry: config.auth.login_before_token_expiry,
-        renewal_increment: config.auth.token_renewal_increment,
-        login_timeout: config.effective_login_timeout(),
-    }
-}
-
-fn build_info() -> BuildInfo {
-    BuildInfo {
-        version: crate::identity::plugin_version().to_owned(),
-        commit: option_env!("BAO_KMS_PROVIDER_COMMIT")
-            .unwrap_or("unknown")
-            .to_owned(),
-        build_date: option_env!("BAO_KMS_PROVIDER_BUILD_DATE")
-            .unwrap_or("unknown")
-            .to_owned(),
-        dirty: option_env!("BAO_KMS_PROVIDER_DIRTY")
-            .unwrap_or("unknown")
-            .to_owned(),
-    }
-}
-
-/// Locks and loads the registry state at `state.path`.
-pub fn open_keeper(config: &Config) -> Result<Keeper, ServeError> {
-    Keeper::open(StatePaths::new(&config.state.path), keeper_settings(config)).map_err(fail)
-}
-
-/// The identity and rotation rules the registry keeper enforces.
-pub fn keeper_settings(config: &Config) -> KeeperSettings {
-    KeeperSettings {
-        fingerprint: config.identity_fingerprint(),
-        scope: Arc::new(scope_of(config)),
-        rules: RotationRules {
-            required_count: u64::from(config.rotation.require_stable_observation_count),
-            reject_rollback: config.rotation.reject_version_rollback,
-        },
-        activation_delay: config.rotation.activation_delay,
-    }
 }
 
 /// Resolves on the first SIGTERM or SIGINT.

@@ -1,0 +1,173 @@
+//! Turns a validated [`Config`] into the runtime parts: the identity scope,
+//! the OpenBao client, token manager and Transit client, the registry keeper
+//! and the build metadata.
+//!
+//! `serve` and the CLI commands (doctor, rotation, benchmark) build their
+//! parts here, so a diagnostic logs in and reads state exactly as the
+//! provider would.
+
+use crate::auth::{JwtChecks, TokenManager, TokenSettings};
+use crate::config::{AuthMethod, Config, JwtSource};
+use crate::identity::Scope;
+use crate::observe::metrics::{BuildInfo, Metrics};
+use crate::openbao::{AuthApi, BuildError, HttpClient, TlsSettings, Transit};
+use crate::registry::{Keeper, KeeperSettings, RotationRules, StateError, StatePaths};
+use std::fmt;
+use std::sync::Arc;
+
+/// Why the parts could not be built from an accepted config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssembleError {
+    /// `auth.method: cert` needs the PKCS#11 build variant.
+    CertAuthUnavailable,
+    /// `auth.jwt.source: oauth2` is not compiled into this build.
+    OAuth2Unavailable,
+    /// The CA bundle, server name or address cannot make a TLS client.
+    Tls(BuildError),
+    /// The registry state is locked, unsafe or refused.
+    State(StateError),
+}
+
+impl fmt::Display for AssembleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::CertAuthUnavailable => {
+                f.write_str("auth.method cert requires a certauth build variant")
+            }
+            Self::OAuth2Unavailable => {
+                f.write_str("auth.jwt.source oauth2 is not available in this build")
+            }
+            Self::Tls(e) => e.fmt(f),
+            Self::State(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for AssembleError {}
+
+/// The identity scope every key_id and AAD is bound to.
+pub fn scope_of(config: &Config) -> Scope {
+    let ids = &config.transit.key_id_scope;
+    Scope {
+        provider_name: ids.provider_name.clone(),
+        cluster_id: ids.cluster_id.clone(),
+        openbao_instance_id: config.openbao.instance_id.clone(),
+        openbao_namespace: config.openbao.namespace.clone(),
+        transit_mount_id: ids.transit_mount_id.clone(),
+        transit_key_lineage_id: ids.key_lineage_id.clone(),
+    }
+}
+
+/// Refuses auth methods this build cannot log in with.
+pub fn supported_auth(config: &Config) -> Result<(), AssembleError> {
+    if config.auth.method == AuthMethod::Cert {
+        return Err(AssembleError::CertAuthUnavailable);
+    }
+    if config.auth.jwt.source == JwtSource::OAuth2 {
+        return Err(AssembleError::OAuth2Unavailable);
+    }
+    Ok(())
+}
+
+/// The pinned-CA HTTPS client for `openbao.*`.
+pub fn http_client(config: &Config) -> Result<HttpClient, AssembleError> {
+    let tls = TlsSettings {
+        ca_cert_file: &config.openbao.ca_cert_file,
+        server_name: &config.openbao.tls_server_name,
+    };
+    HttpClient::new(&config.openbao.address, &config.openbao.namespace, &tls)
+        .map_err(AssembleError::Tls)
+}
+
+/// A token manager that logs in over `http` with the configured JWT role.
+pub fn token_manager(config: &Config, http: &HttpClient) -> Arc<TokenManager> {
+    TokenManager::new(AuthApi::new(http.clone()), token_settings(config))
+}
+
+/// The Transit client for the configured mount and key.
+pub fn transit(config: &Config, http: HttpClient, tokens: Arc<TokenManager>) -> Arc<Transit> {
+    Arc::new(Transit::new(
+        http,
+        tokens,
+        &config.transit.mount_path,
+        &config.transit.key_name,
+        config.openbao.timeout,
+    ))
+}
+
+/// Builds the Transit client with its token manager from the config.
+pub fn build_transit(config: &Config) -> Result<Arc<Transit>, AssembleError> {
+    build_transit_with(config, None)
+}
+
+/// [`build_transit`], counting OpenBao calls, logins and renewals in `metrics`.
+pub fn build_transit_with(
+    config: &Config,
+    metrics: Option<&Arc<Metrics>>,
+) -> Result<Arc<Transit>, AssembleError> {
+    supported_auth(config)?;
+    let mut http = http_client(config)?;
+    if let Some(metrics) = metrics {
+        http = http.with_metrics(Arc::clone(metrics));
+    }
+    let tokens = token_manager(config, &http);
+    if let Some(metrics) = metrics {
+        tokens.set_metrics(Arc::clone(metrics));
+    }
+    Ok(transit(config, http, tokens))
+}
+
+/// The token manager's settings for the JWT file source (`auth.*`).
+pub fn token_settings(config: &Config) -> TokenSettings {
+    let jwt = &config.auth.jwt;
+    TokenSettings {
+        jwt_mount: jwt.mount_path.clone(),
+        jwt_role: jwt.role.clone(),
+        jwt_file: jwt.jwt_file.clone(),
+        jwt_checks: JwtChecks {
+            expected_issuer: jwt.expected_issuer.clone(),
+            expected_audience: jwt.expected_audience.clone(),
+            expected_subject: jwt.expected_subject.clone(),
+            min_remaining_ttl: jwt.min_remaining_ttl,
+            clock_skew_leeway: jwt.clock_skew_leeway,
+        },
+        login_before_expiry: config.auth.login_before_token_expiry,
+        renewal_increment: config.auth.token_renewal_increment,
+        login_timeout: config.effective_login_timeout(),
+    }
+}
+
+/// Build metadata for `openbao_kms_build_info`, stamped in at compile time.
+pub fn build_info() -> BuildInfo {
+    BuildInfo {
+        version: crate::identity::plugin_version().to_owned(),
+        commit: option_env!("BAO_KMS_PROVIDER_COMMIT")
+            .unwrap_or("unknown")
+            .to_owned(),
+        build_date: option_env!("BAO_KMS_PROVIDER_BUILD_DATE")
+            .unwrap_or("unknown")
+            .to_owned(),
+        dirty: option_env!("BAO_KMS_PROVIDER_DIRTY")
+            .unwrap_or("unknown")
+            .to_owned(),
+    }
+}
+
+/// Locks and loads the registry state at `state.path`.
+pub fn open_keeper(config: &Config) -> Result<Keeper, AssembleError> {
+    Keeper::open(StatePaths::new(&config.state.path), keeper_settings(config))
+        .map_err(AssembleError::State)
+}
+
+/// The identity and rotation rules the registry keeper enforces.
+pub fn keeper_settings(config: &Config) -> KeeperSettings {
+    KeeperSettings {
+        fingerprint: config.identity_fingerprint(),
+        scope: Arc::new(scope_of(config)),
+        rules: RotationRules {
+            required_count: u64::from(config.rotation.require_stable_observation_count),
+            reject_rollback: config.rotation.reject_version_rollback,
+        },
+        activation_delay: config.rotation.activation_delay,
+    }
+}
