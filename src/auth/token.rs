@@ -203,13 +203,23 @@ impl TokenSource for TokenManager {
             let core = &self.core;
             let mut state = core.lock();
             let now = Instant::now();
-            if state.token.as_ref().is_some_and(|h| h.value == *rejected) {
+            let throttled = state.recovery_blocked_until.is_some_and(|t| t > now);
+            let holds_rejected = state.token.as_ref().is_some_and(|h| h.value == *rejected);
+            if holds_rejected && throttled && state.flight.is_none() {
+                // OpenBao answers 403 both to a revoked token and to a path the
+                // policy does not grant. While a new login is not allowed yet,
+                // keep the token: it may still serve other calls (Decrypt while
+                // only Encrypt is denied), and a revoked one is replaced once
+                // the throttle ends.
+                return None;
+            }
+            if holds_rejected {
                 state.token = None;
             }
             // Callers rejected with the same token join a recovery already in
             // flight (or take its result); only a new recovery is throttled.
             if state.token.is_none() && state.flight.is_none() {
-                if state.recovery_blocked_until.is_some_and(|t| t > now) {
+                if throttled {
                     return None;
                 }
                 let quiet = state
@@ -227,13 +237,6 @@ impl TokenSource for TokenManager {
         match self.core.token().await {
             Ok(fresh) if fresh != *rejected => Some(fresh),
             _ => None,
-        }
-    }
-
-    fn invalidate(&self, token: &SecretString) {
-        let mut state = self.core.lock();
-        if state.token.as_ref().is_some_and(|h| h.value == *token) {
-            state.token = None;
         }
     }
 

@@ -90,6 +90,8 @@ pub struct Gauges {
     pub rotation_state: &'static str,
     pub persistence_degraded: bool,
     pub auth_method: &'static str,
+    /// Every reason Status is unhealthy right now (empty when healthy).
+    pub unhealthy_reasons: Vec<&'static str>,
 }
 
 /// Where scrape-time gauges come from (implemented by the runtime wiring).
@@ -222,6 +224,17 @@ impl Collector for StateCollector {
             "status_cache_age_seconds",
             "Age of the last successful metadata observation",
             g.cache_age_seconds,
+        )?;
+        let reasons: Vec<_> = g
+            .unhealthy_reasons
+            .iter()
+            .map(|r| (vec![("reason", (*r).to_owned())], 1.0))
+            .collect();
+        labelled_gauges(
+            e,
+            "status_unhealthy_reason",
+            "1 for each reason Status is unhealthy now (no series when healthy)",
+            &reasons,
         )?;
         gauge(
             e,
@@ -527,6 +540,7 @@ mod tests {
                 key_version: 3,
                 rotation_state: "pending",
                 auth_method: "jwt",
+                unhealthy_reasons: vec!["profile_invalid", "deep_probe_failed"],
                 ..Gauges::default()
             }
         }
@@ -566,6 +580,8 @@ mod tests {
             "openbao_kms_rotation_state{state=\"pending\"} 1",
             "openbao_kms_rotation_state{state=\"active\"} 0",
             "openbao_kms_key_version 3",
+            "openbao_kms_status_unhealthy_reason{reason=\"profile_invalid\"} 1",
+            "openbao_kms_status_unhealthy_reason{reason=\"deep_probe_failed\"} 1",
             "openbao_kms_grpc_in_flight{method=\"decrypt\"} 2",
             "openbao_kms_build_info{version=\"v0.1.0\",commit=\"c\",build_date=\"d\",dirty=\"false\"} 1",
             "process_resident_memory_bytes ",

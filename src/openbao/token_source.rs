@@ -17,11 +17,9 @@ pub trait TokenSource: Send + Sync {
 
     /// Called after OpenBao rejected `rejected` with 401/403. Returns a
     /// different token to retry with once, or `None` when recovery is
-    /// throttled or failed.
+    /// throttled (the rejected token is then kept: a 403 may be a policy
+    /// denial of one path only) or failed.
     async fn recover(&self, rejected: &SecretString) -> Option<SecretString>;
-
-    /// Drops `token` without starting a login (a retry was rejected again).
-    fn invalidate(&self, token: &SecretString);
 
     /// Remaining lifetime of the current token, for diagnostics.
     fn token_ttl(&self) -> Option<Duration>;

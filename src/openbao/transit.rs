@@ -226,8 +226,9 @@ impl Transit {
                 let Some(fresh) = self.auth.recover(&token).await else {
                     return Err(e);
                 };
-                let retry = self
-                    .http
+                // A fresh token rejected again means the policy denies this
+                // path: the token is kept, since it may serve other calls.
+                self.http
                     .send(
                         Call {
                             token: Some(&fresh),
@@ -235,14 +236,7 @@ impl Transit {
                         },
                         self.timeout,
                     )
-                    .await;
-                if retry
-                    .as_ref()
-                    .is_err_and(|again| again.class.is_auth_rejection())
-                {
-                    self.auth.invalidate(&fresh);
-                }
-                retry
+                    .await
             }
             other => other,
         }

@@ -85,15 +85,20 @@ pub fn check_retained(state: &StateFile, meta: &KeyMetadata) -> Result<(), Regis
     check_retained_available(state, meta)
 }
 
-/// Every retained record still exists in Transit with the same creation second.
+/// Every retained record still exists in Transit with the same creation
+/// second. OpenBao leaves versions below `min_decryption_version` (archived)
+/// or `min_available_version` (trimmed) out of the key's version map: such a
+/// record is excluded by a setting ([`check_retained_available`]), not
+/// contradicted, unless a version is listed with another creation time.
 fn check_retained_identity(state: &StateFile, meta: &KeyMetadata) -> Result<(), RegistryError> {
+    let floor = meta.min_decryption_version.max(meta.min_available_version);
     let intact = state
         .snapshots
         .iter()
         .filter(|r| r.state.retained())
-        .all(|r| {
-            meta.keys.get(&r.transit_version.to_string()).copied()
-                == Some(r.transit_version_created_at_unix)
+        .all(|r| match meta.keys.get(&r.transit_version.to_string()) {
+            Some(created) => *created == r.transit_version_created_at_unix,
+            None => version_i64(r.transit_version) < floor,
         });
     if intact {
         Ok(())
@@ -590,6 +595,34 @@ mod tests {
         assert_eq!(
             observe(&promoted, &both, &golden_scope(), 0, RULES, Mode::Observe),
             Err(RegistryError::IdentityMismatch)
+        );
+        // OpenBao leaves archived versions out of the map: still a setting.
+        let mut archived = min_dec.clone();
+        archived.keys.remove("1");
+        assert_eq!(
+            observe(
+                &promoted,
+                &archived,
+                &golden_scope(),
+                0,
+                RULES,
+                Mode::Observe
+            ),
+            Err(RegistryError::VersionExcluded)
+        );
+        let mut vanished = meta(2);
+        vanished.keys.remove("1");
+        assert_eq!(
+            observe(
+                &promoted,
+                &vanished,
+                &golden_scope(),
+                0,
+                RULES,
+                Mode::Observe
+            ),
+            Err(RegistryError::IdentityMismatch),
+            "a version missing without a minimum that explains it"
         );
         // Discovery records identities even while a minimum excludes one.
         assert!(

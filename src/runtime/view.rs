@@ -63,6 +63,7 @@ impl GaugeSource for LiveView {
             breaker_open: parts.prober.metadata_breaker_open(),
             rotation_state: Self::rotation_state(parts),
             persistence_degraded: parts.prober.keeper().persistence_degraded(),
+            unhealthy_reasons: parts.cache.reasons().iter().map(|r| r.as_str()).collect(),
             auth_method: "jwt",
         }
     }

@@ -159,9 +159,10 @@ impl Prober {
             return Err((Reason::CircuitBreakerOpen, None));
         }
         let outcome = self.observe_metadata(Mode::Observe).await;
-        // A finding about the key (unsafe setting, identity) is not an outage,
-        // so it does not trip the breaker.
-        let outage = matches!(&outcome, Err((_, Some(_))));
+        // A finding about the key (unsafe setting, identity, a key that is
+        // gone) is not an outage, so it does not trip the breaker: the next
+        // probe must still see what the key has become.
+        let outage = matches!(&outcome, Err((_, Some(class))) if *class != ErrorClass::NotFound);
         Self::breaker_record(&self.metadata_breaker, !outage);
         match outcome {
             Ok(Observed { registry, problem }) => {
