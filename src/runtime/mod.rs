@@ -214,9 +214,20 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     // systemd or kubelet restart a provider that could no longer keep its
     // promises (a dead scheduler would leave Status frozen, a dead listener
     // would blind the probes).
+    // The gRPC server also ends on the signal: `biased` sees the signal
+    // first, and a server that finished because of it is a drain, not a death.
+    let mut finished_grpc = None;
     let ended = tokio::select! {
+        biased;
         () = wait_for(shutdown.clone()) => None,
-        result = &mut grpc => Some(("kms server", task_outcome(result.map(|served| served.map_err(|_| ()))))),
+        result = &mut grpc => {
+            if *shutdown.borrow() {
+                finished_grpc = Some(result);
+                None
+            } else {
+                Some(("kms server", task_outcome(result.map(|served| served.map_err(|_| ())))))
+            }
+        }
         (name, outcome) = tasks.next_exit() => Some((name, outcome)),
     };
     live.store(false, Ordering::Release);
@@ -231,7 +242,10 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     }
 
     tracing::info!(phase = "drain", "serve.shutdown");
-    let drained = tokio::time::timeout(DRAIN_TIMEOUT, &mut grpc).await;
+    let drained = match finished_grpc {
+        Some(result) => Ok(result),
+        None => tokio::time::timeout(DRAIN_TIMEOUT, &mut grpc).await,
+    };
     if drained.is_err() {
         grpc.abort();
     }
