@@ -241,26 +241,10 @@ impl Keeper {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::state::tests::golden_scope;
+    use crate::registry::state::tests::{FP, golden_scope, key_meta as meta};
     use crate::registry::transition::RotationRules;
     use std::os::unix::fs::PermissionsExt as _;
     use std::sync::atomic::{AtomicU32, Ordering};
-
-    const FP: &str = "cfg1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
-
-    fn meta(latest: i64) -> KeyMetadata {
-        KeyMetadata {
-            key_type: "aes256-gcm96".into(),
-            latest_version: latest,
-            min_decryption_version: 1,
-            keys: (1..=latest)
-                .map(|v| (v.to_string(), 1_700_000_000 + v * 60))
-                .collect(),
-            supports_encryption: true,
-            supports_decryption: true,
-            ..KeyMetadata::default()
-        }
-    }
 
     fn scratch(name: &str) -> StatePaths {
         let dir = std::env::temp_dir().join(format!("keeper-{name}-{}", std::process::id()));

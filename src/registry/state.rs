@@ -398,6 +398,25 @@ impl StateFile {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::openbao::KeyMetadata;
+
+    /// A config fingerprint for fixtures.
+    pub(crate) const FP: &str = "cfg1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+    /// Safe metadata of a key with versions 1..=latest, created a minute apart.
+    pub(crate) fn key_meta(latest: i64) -> KeyMetadata {
+        KeyMetadata {
+            key_type: "aes256-gcm96".into(),
+            latest_version: latest,
+            min_decryption_version: 1,
+            keys: (1..=latest)
+                .map(|v| (v.to_string(), 1_700_000_000 + v * 60))
+                .collect(),
+            supports_encryption: true,
+            supports_decryption: true,
+            ..KeyMetadata::default()
+        }
+    }
 
     pub(crate) fn golden_scope() -> Arc<Scope> {
         Arc::new(Scope {

@@ -388,27 +388,12 @@ pub fn restore(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::state::tests::golden_scope;
+    use crate::registry::state::tests::{FP, golden_scope, key_meta as meta};
 
-    const FP: &str = "cfg1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     const RULES: RotationRules = RotationRules {
         required_count: 3,
         reject_rollback: true,
     };
-
-    fn meta(latest: i64) -> KeyMetadata {
-        KeyMetadata {
-            key_type: "aes256-gcm96".into(),
-            latest_version: latest,
-            min_decryption_version: 1,
-            keys: (1..=latest)
-                .map(|v| (v.to_string(), 1_700_000_000 + v * 60))
-                .collect(),
-            supports_encryption: true,
-            supports_decryption: true,
-            ..KeyMetadata::default()
-        }
-    }
 
     fn first() -> StateFile {
         bootstrap_state(&golden_scope(), FP, &meta(1), 1_700_000_100).unwrap()

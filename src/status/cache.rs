@@ -207,21 +207,11 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::registry::bootstrap_state;
-    use crate::registry::state_tests::golden_scope;
+    use crate::registry::state_tests::{FP, golden_scope, key_meta};
     use std::time::UNIX_EPOCH;
 
-    const FP: &str = "cfg1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
-
     fn registry() -> Arc<Registry> {
-        let meta = crate::openbao::KeyMetadata {
-            key_type: "aes256-gcm96".into(),
-            latest_version: 1,
-            keys: [("1".to_owned(), 1_700_000_060)].into(),
-            supports_encryption: true,
-            supports_decryption: true,
-            ..Default::default()
-        };
-        let state = bootstrap_state(&golden_scope(), FP, &meta, 1_700_000_100).unwrap();
+        let state = bootstrap_state(&golden_scope(), FP, &key_meta(1), 1_700_000_100).unwrap();
         Arc::new(Registry::from_state(&state, &golden_scope()).unwrap())
     }
 

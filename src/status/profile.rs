@@ -19,70 +19,20 @@ pub fn assess_profile(meta: &KeyMetadata) -> Result<Option<Reason>, Reason> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::state_tests::key_meta;
 
-    fn good() -> KeyMetadata {
-        KeyMetadata {
-            key_type: "aes256-gcm96".into(),
-            latest_version: 2,
-            min_decryption_version: 1,
-            keys: [("1".to_owned(), 100), ("2".to_owned(), 200)].into(),
-            supports_encryption: true,
-            supports_decryption: true,
-            ..KeyMetadata::default()
-        }
-    }
-
+    // Which rule is which kind is tested in `crate::rules`; here, that each
+    // kind becomes its reason and that identity wins over a setting.
     #[test]
-    fn settings_are_drift_and_shape_is_identity() {
-        assert_eq!(assess_profile(&good()), Ok(None));
-        let settings: Vec<fn(&mut KeyMetadata)> = vec![
-            |m| m.exportable = true,
-            |m| m.allow_plaintext_backup = true,
-            |m| m.deletion_allowed = true,
-            |m| m.min_encryption_version = 3,
-            |m| m.min_decryption_version = 3,
-        ];
-        for (i, mutate) in settings.iter().enumerate() {
-            let mut meta = good();
-            mutate(&mut meta);
-            assert_eq!(
-                assess_profile(&meta),
-                Ok(Some(Reason::ProfileInvalid)),
-                "setting {i}"
-            );
-        }
-        let identity: Vec<fn(&mut KeyMetadata)> = vec![
-            |m| m.key_type = "chacha20-poly1305".into(),
-            |m| m.derived = true,
-            |m| m.convergent_encryption = true,
-            |m| m.soft_deleted = true,
-            |m| m.supports_encryption = false,
-            |m| m.latest_version = 0,
-            |m| m.latest_version = 3,
-            |m| m.min_available_version = 3,
-            |m| {
-                m.keys.insert("7".into(), 1);
-            },
-            |m| {
-                m.keys.insert("01".into(), 1);
-            },
-            |m| {
-                m.keys.insert("1".into(), 0);
-            },
-            // An unsafe setting does not hide an identity contradiction.
-            |m| {
-                m.exportable = true;
-                m.derived = true;
-            },
-        ];
-        for (i, mutate) in identity.iter().enumerate() {
-            let mut meta = good();
-            mutate(&mut meta);
-            assert_eq!(
-                assess_profile(&meta),
-                Err(Reason::KeyIdentityInvalid),
-                "identity {i}"
-            );
-        }
+    fn settings_are_drift_and_identity_wins() {
+        assert_eq!(assess_profile(&key_meta(2)), Ok(None));
+        let mut drift = key_meta(2);
+        drift.deletion_allowed = true;
+        assert_eq!(assess_profile(&drift), Ok(Some(Reason::ProfileInvalid)));
+        let mut recreated = key_meta(2);
+        recreated.derived = true;
+        assert_eq!(assess_profile(&recreated), Err(Reason::KeyIdentityInvalid));
+        recreated.exportable = true;
+        assert_eq!(assess_profile(&recreated), Err(Reason::KeyIdentityInvalid));
     }
 }
