@@ -47,7 +47,9 @@ fn main() {
     let n = if full { 500 } else { 20 };
     let mut samples: Vec<Duration> = Vec::with_capacity(n);
     for _ in 0..n {
-        state = state.successor(state.active_key_id.clone(), state.snapshots.clone());
+        state = state
+            .successor(state.active_key_id.clone(), state.snapshots.clone())
+            .unwrap();
         let started = Instant::now();
         save(&paths, &state).unwrap();
         samples.push(started.elapsed());

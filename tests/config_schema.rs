@@ -160,6 +160,20 @@ fn loader_and_schema_refuse_the_same_broken_configs() {
     let cases: Vec<(&str, String)> = vec![
         ("unknown top-level key", format!("{}extra: 1\n", base())),
         (
+            "DEL in an identifier (fuzz finding)",
+            edit(
+                "providerName: openbao-kms-workload-a",
+                "providerName: \"openbao-kms\\x7fworkload-a\"",
+            ),
+        ),
+        (
+            "C1 control in an identifier",
+            edit(
+                "providerName: openbao-kms-workload-a",
+                "providerName: \"openbao-kms\\x9bworkload-a\"",
+            ),
+        ),
+        (
             "unknown nested key (removed knob)",
             edit(
                 "  socketGroup:",

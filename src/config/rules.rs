@@ -26,16 +26,19 @@ pub const SOCKET_GROUP_GID_MESSAGE: &str = "numeric group ID must fit in a signe
 /// Runtime directories the KMS socket may live in (or below).
 pub const SOCKET_PARENT_DIRS: [&str; 2] = ["/run/openbao-kms", "/var/run/openbao-kms"];
 
-/// Identifier rule: non-empty, no leading/trailing whitespace, no NUL, CR, LF or TAB.
+/// Identifier rule: non-empty, no leading/trailing whitespace, no control
+/// character (C0, DEL or C1; the reference only refuses NUL, CR, LF and TAB).
 ///
 /// Optional fields check this only when set; the empty case is reported here
-/// so callers that need a value (key_id scope parts) get one rule.
+/// so callers that need a value (key_id scope parts) get one rule. The
+/// stricter control rule keeps every accepted value printable in the files
+/// `init` renders (an EncryptionConfiguration its own parser reads back).
 pub fn check_identifier(value: &str) -> Result<(), &'static str> {
     if value.is_empty() {
         return Err("must not be empty");
     }
     // Go's strings.TrimSpace trims Unicode White_Space, like char::is_whitespace.
-    if value.trim() != value || value.contains(['\0', '\r', '\n', '\t']) {
+    if value.trim() != value || value.chars().any(char::is_control) {
         return Err(IDENTIFIER_MESSAGE);
     }
     Ok(())
@@ -496,7 +499,10 @@ mod tests {
             assert_eq!(check_identifier(ok), Ok(()), "{ok:?}");
         }
         assert_eq!(check_identifier(""), Err("must not be empty"));
-        for bad in [" a", "a ", "a\tb", "a\nb", "a\rb", "a\0b", "\u{a0}a"] {
+        for bad in [
+            " a", "a ", "a\tb", "a\nb", "a\rb", "a\0b", "\u{a0}a", "a\u{7f}b", "a\u{1b}b",
+            "a\u{85}b", "a\u{9f}b",
+        ] {
             assert_eq!(check_identifier(bad), Err(IDENTIFIER_MESSAGE), "{bad:?}");
         }
     }

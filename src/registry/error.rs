@@ -25,6 +25,8 @@ pub enum RegistryError {
     StateDiverged,
     /// A successor state broke a progress invariant or could not be built.
     PublishFailed,
+    /// The state is at the largest generation: no change can be recorded.
+    GenerationExhausted,
 }
 
 impl RegistryError {
@@ -39,6 +41,7 @@ impl RegistryError {
             Self::SaveFailed => "state_save_failed",
             Self::StateDiverged => "state_rollback",
             Self::PublishFailed => "state_publish_failed",
+            Self::GenerationExhausted => "state_generation_exhausted",
         }
     }
 }

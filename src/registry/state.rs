@@ -202,6 +202,10 @@ struct HashBody<'a> {
 }
 
 /// Why a state is refused. Messages name the case, never values.
+/// Why a state at the largest generation cannot change any more.
+pub const GENERATION_EXHAUSTED: &str =
+    "state generation is at its maximum; no further change can be recorded";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StateError {
     Corrupt(&'static str),
@@ -300,17 +304,27 @@ impl StateFile {
     }
 
     /// The successor of `self` (generation + 1, chained) with `snapshots`.
-    pub fn successor(&self, active_key_id: String, snapshots: Vec<Record>) -> Self {
-        Self {
+    /// A generation at its maximum has no successor: the state can record no
+    /// further change (a clear refusal, never a wrap-around).
+    pub fn successor(
+        &self,
+        active_key_id: String,
+        snapshots: Vec<Record>,
+    ) -> Result<Self, StateError> {
+        let generation = self
+            .generation
+            .checked_add(1)
+            .ok_or(StateError::Progress(GENERATION_EXHAUSTED))?;
+        Ok(Self {
             schema_version: SCHEMA_V1ALPHA2.to_owned(),
             identity_fingerprint: self.identity_fingerprint.clone(),
-            generation: self.generation + 1,
+            generation,
             previous_hash: self.current_hash.clone(),
             current_hash: String::new(),
             active_key_id,
             snapshots,
         }
-        .seal()
+        .seal())
     }
 
     /// Strict decoding: unknown fields, duplicate fields and trailing data are errors.

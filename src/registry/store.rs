@@ -312,7 +312,7 @@ mod tests {
             Record::new(&golden_scope(), 2, 1_700_000_120, RecordState::Pending).unwrap();
         pending.observed_at_unix = 1_700_000_100;
         records.push(pending);
-        prev.successor(prev.active_key_id.clone(), records)
+        prev.successor(prev.active_key_id.clone(), records).unwrap()
     }
 
     #[test]
@@ -372,7 +372,9 @@ mod tests {
         let mut other = Record::new(&scope, 2, 1_700_000_999, RecordState::Pending).unwrap();
         other.observed_at_unix = 1_700_000_100;
         fork_records.push(other);
-        let fork = s1.successor(s1.active_key_id.clone(), fork_records);
+        let fork = s1
+            .successor(s1.active_key_id.clone(), fork_records)
+            .unwrap();
         std::fs::write(&paths.state, fork.encode()).unwrap();
         assert!(matches!(
             load(&paths, &fp, &scope),

@@ -235,7 +235,9 @@ pub fn observe(
         pending.stable_at_unix != 0 && pending.stable_observation_count >= rules.required_count;
     let stable_candidate = stable.then(|| pending.kubernetes_key_id.clone());
     let next = if changed {
-        let next = state.successor(state.active_key_id.clone(), records);
+        let next = state
+            .successor(state.active_key_id.clone(), records)
+            .map_err(|_| RegistryError::GenerationExhausted)?;
         check_progress(state, &next).map_err(|_| RegistryError::PublishFailed)?;
         Some(next)
     } else {
@@ -266,14 +268,16 @@ pub fn promote(state: &StateFile, key_id: &str, now: i64) -> Result<StateFile, S
     if !found {
         return Err(StateError::Progress("promotion candidate is not pending"));
     }
-    let next = state.successor(key_id.to_owned(), records);
+    let next = state.successor(key_id.to_owned(), records)?;
     check_progress(state, &next)?;
     Ok(next)
 }
 
 /// The invariants of `core.md` §6.3e for automatic transitions.
 pub fn check_progress(prev: &StateFile, next: &StateFile) -> Result<(), StateError> {
-    if next.generation != prev.generation + 1 || next.previous_hash != prev.current_hash {
+    if Some(next.generation) != prev.generation.checked_add(1)
+        || next.previous_hash != prev.current_hash
+    {
         return Err(StateError::Progress("hash chain broken"));
     }
     let version_of = |s: &StateFile| s.active_record().map(|r| r.transit_version);
@@ -336,7 +340,7 @@ pub fn retire_before(
         return Ok((None, removed));
     }
     Ok((
-        Some(state.successor(state.active_key_id.clone(), records)),
+        Some(state.successor(state.active_key_id.clone(), records)?),
         removed,
     ))
 }
@@ -380,7 +384,7 @@ pub fn restore(
         restored.push(r.clone());
     }
     Ok((
-        state.successor(state.active_key_id.clone(), records),
+        state.successor(state.active_key_id.clone(), records)?,
         restored,
     ))
 }
@@ -475,6 +479,30 @@ mod tests {
         assert_eq!(
             observe(&first(), &missing, &golden_scope(), 0, RULES, Mode::Observe),
             Err(RegistryError::IdentityMismatch)
+        );
+    }
+
+    #[test]
+    fn a_generation_at_its_maximum_is_a_clear_refusal() {
+        let mut last = first();
+        last.generation = u64::MAX;
+        let last = last.seal();
+        assert_eq!(
+            observe(&last, &meta(2), &golden_scope(), 0, RULES, Mode::Observe),
+            Err(RegistryError::GenerationExhausted)
+        );
+        // Nothing to record, nothing refused.
+        assert!(
+            observe(&last, &meta(1), &golden_scope(), 0, RULES, Mode::Observe)
+                .unwrap()
+                .next
+                .is_none()
+        );
+        assert_eq!(
+            last.successor(last.active_key_id.clone(), last.snapshots.clone()),
+            Err(StateError::Progress(
+                crate::registry::state::GENERATION_EXHAUSTED
+            ))
         );
     }
 
@@ -672,7 +700,9 @@ mod tests {
         assert!(
             check_progress(
                 &retired,
-                &retired.successor(retired.active_key_id.clone(), retired.snapshots.clone())
+                &retired
+                    .successor(retired.active_key_id.clone(), retired.snapshots.clone())
+                    .unwrap()
             )
             .is_ok()
         );
@@ -693,7 +723,9 @@ mod tests {
         // Automatic transitions may never resurrect or drop removed records.
         let mut tampered = retired.snapshots.clone();
         tampered.retain(|r| r.state != RecordState::Removed);
-        let bad = retired.successor(retired.active_key_id.clone(), tampered);
+        let bad = retired
+            .successor(retired.active_key_id.clone(), tampered)
+            .unwrap();
         assert!(check_progress(&retired, &bad).is_err());
     }
 }

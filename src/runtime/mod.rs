@@ -88,6 +88,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let cache = Arc::new(StatusCache::new(config.status.status_max_staleness));
     let prober = Arc::new(
         Prober::new(Arc::clone(&transit), keeper, Arc::clone(&cache))
+            .with_breaker_trials(config.status.probe_interval)
             .with_metrics(Arc::clone(&metrics)),
     );
     let limits = Limits::new(

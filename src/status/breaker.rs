@@ -1,4 +1,13 @@
-//! A consecutive-failure circuit breaker for one probe kind (`core.md` §7.3).
+//! A consecutive-failure circuit breaker for one probe kind (`core.md` §7.3),
+//! with a half-open trial.
+//!
+//! Three consecutive failures open it for 30 s, as in the reference. While
+//! open it still admits one trial probe per trial spacing (the probe
+//! interval in `serve`): without it, Status stayed unhealthy for the rest of
+//! the window after OpenBao was already back (25 s of refused Secret writes).
+//! One probe per interval is what the scheduler sends anyway, so a trial
+//! never adds load; a failed trial keeps the breaker open, a successful one
+//! closes it.
 
 use std::time::Duration;
 use tokio::time::Instant;
@@ -6,26 +15,62 @@ use tokio::time::Instant;
 const THRESHOLD: u32 = 3;
 const OPEN_FOR: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Breaker {
     failures: u32,
     open_until: Option<Instant>,
+    next_trial: Option<Instant>,
+    trial_spacing: Duration,
+}
+
+impl Default for Breaker {
+    /// No half-open trial before the window ends (the reference's breaker).
+    fn default() -> Self {
+        Self::with_trial_spacing(OPEN_FOR)
+    }
 }
 
 impl Breaker {
-    /// False while open; after the open window the next probe is allowed.
-    pub fn allows(&self, now: Instant) -> bool {
-        self.open_until.is_none_or(|t| now >= t)
+    /// A breaker that admits one trial per `spacing` while open.
+    pub fn with_trial_spacing(spacing: Duration) -> Self {
+        Self {
+            failures: 0,
+            open_until: None,
+            next_trial: None,
+            trial_spacing: spacing.min(OPEN_FOR),
+        }
+    }
+
+    /// True while the open window lasts (for metrics and diagnostics).
+    pub fn is_open(&self, now: Instant) -> bool {
+        self.open_until.is_some_and(|t| now < t)
+    }
+
+    /// Whether a probe may run now. While open, admits the first probe after
+    /// each trial spacing (and records that it did).
+    pub fn admit(&mut self, now: Instant) -> bool {
+        if !self.is_open(now) {
+            return true;
+        }
+        if self.next_trial.is_some_and(|t| now >= t) {
+            self.next_trial = now.checked_add(self.trial_spacing);
+            return true;
+        }
+        false
     }
 
     pub fn record(&mut self, success: bool, now: Instant) {
         if success {
             self.failures = 0;
             self.open_until = None;
+            self.next_trial = None;
         } else {
             self.failures = self.failures.saturating_add(1);
             if self.failures >= THRESHOLD {
-                self.open_until = Some(now + OPEN_FOR);
+                if !self.is_open(now) {
+                    self.open_until = now.checked_add(OPEN_FOR);
+                }
+                self.next_trial = now.checked_add(self.trial_spacing);
             }
         }
     }
@@ -41,11 +86,34 @@ mod tests {
         let mut b = Breaker::default();
         b.record(false, now);
         b.record(false, now);
-        assert!(b.allows(now));
+        assert!(b.admit(now));
         b.record(false, now);
-        assert!(!b.allows(now + Duration::from_secs(29)));
-        assert!(b.allows(now + OPEN_FOR));
+        assert!(b.is_open(now));
+        assert!(!b.admit(now + Duration::from_secs(29)));
+        assert!(b.admit(now + OPEN_FOR));
         b.record(true, now);
-        assert!(b.allows(now));
+        assert!(b.admit(now));
+        assert!(!b.is_open(now));
+    }
+
+    #[test]
+    fn while_open_one_trial_per_spacing_and_a_good_trial_closes_it() {
+        let now = Instant::now();
+        let second = Duration::from_secs(1);
+        let mut b = Breaker::with_trial_spacing(second);
+        for _ in 0..3 {
+            b.record(false, now);
+        }
+        assert!(!b.admit(now + second / 2), "no trial before the spacing");
+        assert!(b.admit(now + second), "the half-open trial");
+        assert!(!b.admit(now + second), "only one per spacing");
+        // A failed trial keeps it open (the window is not extended).
+        b.record(false, now + second);
+        assert!(b.is_open(now + second * 29));
+        assert!(!b.admit(now + second * 3 / 2));
+        assert!(b.admit(now + second * 2));
+        b.record(true, now + second * 2);
+        assert!(!b.is_open(now + second * 2));
+        assert!(b.admit(now + second * 2));
     }
 }

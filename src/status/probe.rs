@@ -56,9 +56,24 @@ impl Prober {
         self
     }
 
+    /// Breakers that admit one half-open trial per `spacing` (the probe
+    /// interval) while open, so health returns within one interval of
+    /// OpenBao answering again.
+    pub fn with_breaker_trials(self, spacing: std::time::Duration) -> Self {
+        let breaker = || Mutex::new(Breaker::with_trial_spacing(spacing));
+        Self {
+            metadata_breaker: breaker(),
+            deep_breaker: breaker(),
+            ..self
+        }
+    }
+
     /// Whether the metadata probe's circuit breaker is open right now.
     pub fn metadata_breaker_open(&self) -> bool {
-        !Self::breaker_allows(&self.metadata_breaker, Breakers::Respect)
+        self.metadata_breaker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_open(Instant::now())
     }
 
     pub fn keeper(&self) -> &Arc<Keeper> {
@@ -143,7 +158,7 @@ impl Prober {
             || breaker
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .allows(Instant::now())
+                .admit(Instant::now())
     }
 
     fn breaker_record(breaker: &Mutex<Breaker>, success: bool) {

@@ -83,7 +83,9 @@ impl From<RegistryError> for Reason {
             RegistryError::VersionExcluded => Self::ProfileInvalid,
             RegistryError::SaveFailed => Self::StateSaveFailed,
             RegistryError::StateDiverged => Self::StateRollback,
-            RegistryError::PublishFailed => Self::StatePublishFailed,
+            RegistryError::PublishFailed | RegistryError::GenerationExhausted => {
+                Self::StatePublishFailed
+            }
         }
     }
 }
