@@ -20,13 +20,19 @@ pub struct Breaker {
     failures: u32,
     open_until: Option<Instant>,
     next_trial: Option<Instant>,
-    trial_spacing: Duration,
+    /// `None`: no half-open trial before the window ends.
+    trial_spacing: Option<Duration>,
 }
 
 impl Default for Breaker {
     /// No half-open trial before the window ends (the reference's breaker).
     fn default() -> Self {
-        Self::with_trial_spacing(OPEN_FOR)
+        Self {
+            failures: 0,
+            open_until: None,
+            next_trial: None,
+            trial_spacing: None,
+        }
     }
 }
 
@@ -34,10 +40,8 @@ impl Breaker {
     /// A breaker that admits one trial per `spacing` while open.
     pub fn with_trial_spacing(spacing: Duration) -> Self {
         Self {
-            failures: 0,
-            open_until: None,
-            next_trial: None,
-            trial_spacing: spacing.min(OPEN_FOR),
+            trial_spacing: Some(spacing.min(OPEN_FOR)),
+            ..Self::default()
         }
     }
 
@@ -53,10 +57,19 @@ impl Breaker {
             return true;
         }
         if self.next_trial.is_some_and(|t| now >= t) {
-            self.next_trial = now.checked_add(self.trial_spacing);
+            self.next_trial = self.trial_after(now);
             return true;
         }
         false
+    }
+
+    /// When the next trial may run: a tenth less than the spacing after
+    /// `now`, because the scheduler's ticks are exactly one interval apart
+    /// but a trial is recorded a little after its tick, so the full spacing
+    /// would skip every other tick.
+    fn trial_after(&self, now: Instant) -> Option<Instant> {
+        self.trial_spacing
+            .and_then(|spacing| now.checked_add(spacing - spacing / 10))
     }
 
     pub fn record(&mut self, success: bool, now: Instant) {
@@ -70,7 +83,7 @@ impl Breaker {
                 if !self.is_open(now) {
                     self.open_until = now.checked_add(OPEN_FOR);
                 }
-                self.next_trial = now.checked_add(self.trial_spacing);
+                self.next_trial = self.trial_after(now);
             }
         }
     }
@@ -111,7 +124,9 @@ mod tests {
         b.record(false, now + second);
         assert!(b.is_open(now + second * 29));
         assert!(!b.admit(now + second * 3 / 2));
-        assert!(b.admit(now + second * 2));
+        // The next tick comes a little less than a spacing after the trial
+        // was recorded; it gets its trial.
+        assert!(b.admit(now + second * 2 - Duration::from_millis(5)));
         b.record(true, now + second * 2);
         assert!(!b.is_open(now + second * 2));
         assert!(b.admit(now + second * 2));

@@ -174,7 +174,11 @@ impl StatusCache {
         inner.identity_contradicted |= contradicted;
         inner.metadata_ok = false;
         inner.metadata_reason = Some(reason);
-        inner.metadata_class = class;
+        // A probe skipped by the open breaker keeps the class of the failure
+        // that opened it (`metadata_error_class` then still says why).
+        if reason != Reason::CircuitBreakerOpen {
+            inner.metadata_class = class;
+        }
     }
 
     pub(super) fn deep_result(&self, result: Result<(), (Reason, Option<ErrorClass>)>) {
@@ -188,7 +192,9 @@ impl StatusCache {
             Err((reason, class)) => {
                 inner.deep_ok = false;
                 inner.deep_reason = Some(reason);
-                inner.deep_class = class;
+                if reason != Reason::CircuitBreakerOpen {
+                    inner.deep_class = class;
+                }
             }
         }
     }
@@ -296,6 +302,10 @@ mod tests {
             cache.metadata_failed(reason, class);
             assert!(!cache.identity_refused(), "{reason}");
         }
+        // A probe skipped by the open breaker keeps the class that opened it.
+        cache.metadata_failed(Reason::MetadataReadFailed, Some(ErrorClass::Sealed));
+        cache.metadata_failed(Reason::CircuitBreakerOpen, None);
+        assert_eq!(cache.error_classes().0, Some(ErrorClass::Sealed));
         // Identity contradictions do, until the key validates again.
         for (reason, class) in [
             (Reason::KeyIdentityInvalid, None),

@@ -547,7 +547,17 @@ ui = false
 
     /// Unseals with the single key share and waits until this node is the
     /// active raft leader, the point from which requests succeed.
-    fn unseal(&mut self) {
+    /// Seals a persistent server (`bao operator seal`); [`Lab::unseal`] opens it.
+    pub fn seal(&self) {
+        assert!(
+            matches!(self.kind, Kind::Persistent { .. }),
+            "seal needs Lab::start_persistent: a dev server's unseal key is not kept"
+        );
+        self.bao_ok(&["operator", "seal"]);
+    }
+
+    /// Unseals a persistent server with its one key share.
+    pub fn unseal(&mut self) {
         let Kind::Persistent { unseal_key } = &self.kind else {
             unreachable!("only persistent labs are sealed");
         };
