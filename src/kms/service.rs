@@ -191,12 +191,12 @@ impl KmsService {
             return Err(KmsError::RequestOverLimits);
         }
         let key_id = KeyId::parse(&request.key_id).map_err(|_| KmsError::KeyIdMalformed)?;
-        if self.cache.identity_refused() {
-            // Live metadata contradicts the registry (recreated key, rollback):
-            // old ciphertext is never handed to whatever the key is now.
+        let snapshot = self.snapshot_for(&key_id).await?;
+        if !self.cache.version_decryptable(snapshot.transit_version) {
+            // Live metadata contradicts this version (recreated key, rollback):
+            // its ciphertext is never handed to whatever the key is now.
             return Err(KmsError::StatusStale);
         }
-        let snapshot = self.snapshot_for(&key_id).await?;
         if snapshot.aad_mode != AadMode::Required {
             return Err(KmsError::AadMissing);
         }

@@ -11,9 +11,10 @@ use super::error::RegistryError;
 use super::lock::{StateLock, acquire};
 use super::state::{StateError, StateFile};
 use super::store::{Loaded, StatePaths, inspect, load, save};
-use super::transition::{Mode, RotationRules, bootstrap_state, observe, promote};
+use super::transition::{Mode, RotationRules, bootstrap_state, intact_versions, observe, promote};
 use crate::identity::{Scope, hash_value};
 use crate::openbao::KeyMetadata;
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -93,6 +94,16 @@ impl Keeper {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The confirmed state's versions that `meta` still confirms (see
+    /// [`intact_versions`]); none without a state.
+    pub fn intact_versions(&self, meta: &KeyMetadata) -> BTreeSet<u64> {
+        self.lock()
+            .confirmed
+            .as_ref()
+            .map(|state| intact_versions(state, meta))
+            .unwrap_or_default()
     }
 
     /// True while a state save failed and has not been recovered.

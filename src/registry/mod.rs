@@ -25,7 +25,8 @@ pub(crate) use state::tests as state_tests;
 pub use state::{Record, RecordState, StateError, StateFile};
 pub use store::{CheckpointStatus, Loaded, StatePaths, inspect, load, save};
 pub use transition::{
-    Mode, RotationRules, bootstrap_state, check_retained, observe, promote, restore, retire_before,
+    Mode, RotationRules, bootstrap_state, check_retained, intact_versions, observe, promote,
+    restore, retire_before,
 };
 
 use crate::identity::{KeyId, KeySnapshot, Scope};

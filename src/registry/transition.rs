@@ -9,7 +9,7 @@ use super::error::RegistryError;
 use super::state::{Record, RecordState, SCHEMA_V1ALPHA2, StateError, StateFile};
 use crate::identity::Scope;
 use crate::openbao::KeyMetadata;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// Whether an observation may count towards promotion.
@@ -105,6 +105,22 @@ fn check_retained_identity(state: &StateFile, meta: &KeyMetadata) -> Result<(), 
     } else {
         Err(RegistryError::IdentityMismatch)
     }
+}
+
+/// The retained versions whose identity live metadata still confirms: listed
+/// with the recorded creation time. After a contradiction (a rollback, a
+/// recreated key) Decrypt is still served for exactly these.
+pub fn intact_versions(state: &StateFile, meta: &KeyMetadata) -> BTreeSet<u64> {
+    state
+        .snapshots
+        .iter()
+        .filter(|r| r.state.retained())
+        .filter(|r| {
+            meta.keys.get(&r.transit_version.to_string())
+                == Some(&r.transit_version_created_at_unix)
+        })
+        .map(|r| r.transit_version)
+        .collect()
 }
 
 /// No `min_available_version` or `min_decryption_version` excludes a retained record.

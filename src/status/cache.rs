@@ -9,6 +9,7 @@ use crate::clock::{SystemClock, WallClock};
 use crate::identity::KeySnapshot;
 use crate::openbao::ErrorClass;
 use crate::registry::Registry;
+use std::collections::BTreeSet;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
@@ -27,9 +28,11 @@ struct Inner {
     deep_reason: Option<Reason>,
     metadata_class: Option<ErrorClass>,
     deep_class: Option<ErrorClass>,
-    /// Live metadata contradicted the registry (key missing, recreated, rolled
-    /// back). Sticky until a metadata observation validates the key again.
-    identity_contradicted: bool,
+    /// Set once live metadata contradicted the registry (key missing,
+    /// recreated, rolled back): the versions it still confirmed, the only ones
+    /// Decrypt serves. Sticky (and only ever narrowed) until a metadata
+    /// observation validates the key again.
+    contradicted: Option<BTreeSet<u64>>,
 }
 
 /// Shared, lock-protected health view. Locks are never held across an await.
@@ -118,9 +121,19 @@ impl StatusCache {
 
     /// True once live metadata contradicted the registry (key missing,
     /// recreated, versions rolled back) and until an observation validates the
-    /// key again: Decrypt then refuses before calling Transit.
+    /// key again.
     pub fn identity_refused(&self) -> bool {
-        self.read().identity_contradicted
+        self.read().contradicted.is_some()
+    }
+
+    /// Whether Decrypt may send data of Transit `version` to OpenBao: always,
+    /// unless a contradiction left that version unconfirmed (then Decrypt
+    /// refuses before calling Transit).
+    pub fn version_decryptable(&self, version: u64) -> bool {
+        self.read()
+            .contradicted
+            .as_ref()
+            .is_none_or(|intact| intact.contains(&version))
     }
 
     /// Error classes of the last failed probes, for diagnostics.
@@ -148,7 +161,7 @@ impl StatusCache {
         inner.metadata_ok = problem.is_none();
         inner.metadata_reason = problem;
         inner.metadata_class = None;
-        inner.identity_contradicted = false;
+        inner.contradicted = None;
         inner.last_metadata_success = Some((Instant::now(), self.wall.now()));
     }
 
@@ -165,13 +178,31 @@ impl StatusCache {
         }
     }
 
-    /// A metadata probe failed. Identity contradictions (and a key that is
-    /// gone) also stop Decrypt; outages and everything else do not.
+    /// A metadata probe failed. Outages and unsafe settings never stop
+    /// Decrypt.
     pub(super) fn metadata_failed(&self, reason: Reason, class: Option<ErrorClass>) {
+        // A key that is gone confirms no version.
+        let gone = reason == Reason::MetadataReadFailed && class == Some(ErrorClass::NotFound);
+        let intact = (gone || reason.contradicts_identity()).then(BTreeSet::new);
+        self.metadata_contradicted(reason, class, intact);
+    }
+
+    /// A metadata probe failed; with `intact`, live metadata contradicted the
+    /// registry and only those versions stay decryptable.
+    pub(super) fn metadata_contradicted(
+        &self,
+        reason: Reason,
+        class: Option<ErrorClass>,
+        intact: Option<BTreeSet<u64>>,
+    ) {
         let mut inner = self.write();
-        let contradicted = reason.contradicts_identity()
-            || (reason == Reason::MetadataReadFailed && class == Some(ErrorClass::NotFound));
-        inner.identity_contradicted |= contradicted;
+        if let Some(intact) = intact {
+            let narrowed = match inner.contradicted.take() {
+                Some(before) => before.intersection(&intact).copied().collect(),
+                None => intact,
+            };
+            inner.contradicted = Some(narrowed);
+        }
         inner.metadata_ok = false;
         inner.metadata_reason = Some(reason);
         // A probe skipped by the open breaker keeps the class of the failure
@@ -302,6 +333,24 @@ mod tests {
             cache.metadata_failed(reason, class);
             assert!(!cache.identity_refused(), "{reason}");
         }
+        // A rollback keeps the versions live metadata still confirms, and a
+        // later contradiction only narrows them.
+        cache.metadata_contradicted(
+            Reason::VersionRollback,
+            None,
+            Some([1, 2].into_iter().collect()),
+        );
+        assert!(cache.version_decryptable(1) && cache.version_decryptable(2));
+        assert!(!cache.version_decryptable(3));
+        cache.metadata_contradicted(
+            Reason::KeyIdentityInvalid,
+            None,
+            Some([2, 3].into_iter().collect()),
+        );
+        assert!(!cache.version_decryptable(1) && cache.version_decryptable(2));
+        assert!(!cache.version_decryptable(3), "never widened");
+        cache.metadata_observed(registry(), None);
+        assert!(cache.version_decryptable(3));
         // A probe skipped by the open breaker keeps the class that opened it.
         cache.metadata_failed(Reason::MetadataReadFailed, Some(ErrorClass::Sealed));
         cache.metadata_failed(Reason::CircuitBreakerOpen, None);

@@ -177,14 +177,23 @@ impl Prober {
         // A finding about the key (unsafe setting, identity, a key that is
         // gone) is not an outage, so it does not trip the breaker: the next
         // probe must still see what the key has become.
-        let outage = matches!(&outcome, Err((_, Some(class))) if *class != ErrorClass::NotFound);
+        let outage = matches!(&outcome, Err(Failure { class: Some(class), .. }) if *class != ErrorClass::NotFound);
         Self::breaker_record(&self.metadata_breaker, !outage);
         match outcome {
             Ok(Observed { registry, problem }) => {
                 self.cache.metadata_observed(registry, problem);
                 problem.map_or(Ok(()), |reason| Err((reason, None)))
             }
-            Err((reason, class)) => {
+            Err(Failure {
+                reason,
+                class,
+                intact: Some(intact),
+            }) => {
+                self.cache
+                    .metadata_contradicted(reason, class, Some(intact));
+                Err((reason, class))
+            }
+            Err(Failure { reason, class, .. }) => {
                 self.cache.metadata_failed(reason, class);
                 Err((reason, class))
             }
@@ -205,18 +214,18 @@ impl Prober {
     /// one) is an observation with a problem: the key's identity was still
     /// validated, new identities are still recorded, but nothing is counted
     /// towards promotion.
-    async fn observe_metadata(&self, mode: Mode) -> Result<Observed, ProbeError> {
+    async fn observe_metadata(&self, mode: Mode) -> Result<Observed, Failure> {
         let upsert_disabled = self
             .transit
             .disable_upsert()
             .await
-            .map_err(|e| (Reason::UpsertCheckFailed, Some(e.class)))?;
+            .map_err(|e| Failure::of(Reason::UpsertCheckFailed, Some(e.class)))?;
         let meta = self
             .transit
             .read_key()
             .await
-            .map_err(|e| (Reason::MetadataReadFailed, Some(e.class)))?;
-        let unsafe_profile = assess_profile(&meta).map_err(|r| (r, None))?;
+            .map_err(|e| Failure::of(Reason::MetadataReadFailed, Some(e.class)))?;
+        let unsafe_profile = assess_profile(&meta).map_err(|r| Failure::of(r, None))?;
         let mut drift = unsafe_profile.or((!upsert_disabled).then_some(Reason::UpsertAllowed));
         let mode = if drift.is_some() {
             Mode::Discover
@@ -233,8 +242,20 @@ impl Prober {
         let published = match (published, drift) {
             (Ok(published), _) => published,
             // Nothing recorded yet: the unsafe setting is the useful reason.
-            (Err(RegistryError::StateUnavailable), Some(reason)) => return Err((reason, None)),
-            (Err(e), _) => return Err((Reason::from(e), None)),
+            (Err(RegistryError::StateUnavailable), Some(reason)) => {
+                return Err(Failure::of(reason, None));
+            }
+            // The key contradicts some recorded versions (a rollback, a
+            // restore, a recreated key): the ones it still confirms stay
+            // decryptable.
+            (Err(e @ (RegistryError::IdentityMismatch | RegistryError::VersionRollback)), _) => {
+                return Err(Failure {
+                    reason: Reason::from(e),
+                    class: None,
+                    intact: Some(self.keeper.intact_versions(&meta)),
+                });
+            }
+            (Err(e), _) => return Err(Failure::of(Reason::from(e), None)),
         };
         let blocked = published
             .encryption_blocked
@@ -257,7 +278,7 @@ impl Prober {
                 tracing::info!(result = "ok", "status.discovery");
                 true
             }
-            Err((reason, class)) => {
+            Err(Failure { reason, class, .. }) => {
                 tracing::warn!(
                     result = "failed",
                     reason = reason.as_str(),
@@ -308,6 +329,24 @@ impl Prober {
             Ok(())
         } else {
             Err((Reason::DeepProbeInvalid, None))
+        }
+    }
+}
+
+/// Why a metadata observation failed; `intact` is set when live metadata
+/// contradicted recorded versions, naming those it still confirms.
+struct Failure {
+    reason: Reason,
+    class: Option<ErrorClass>,
+    intact: Option<std::collections::BTreeSet<u64>>,
+}
+
+impl Failure {
+    fn of(reason: Reason, class: Option<ErrorClass>) -> Self {
+        Self {
+            reason,
+            class,
+            intact: None,
         }
     }
 }
