@@ -2,14 +2,17 @@
 //! (npm `oauth2-mock-server` over loopback HTTPS) and real OpenBao, whose JWT
 //! auth reads the provider's discovery document and JWKS: both client auth
 //! methods, secret rotation by rename, an issuer outage under a renewable
-//! token, and the token endpoint's faults as bounded error classes.
+//! token, the token endpoint's faults as bounded error classes, and the
+//! `HTTPS_PROXY` / `NO_PROXY` route to it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
 use serde_json::Value;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::kms::{decrypt, encrypt, status};
 use support::leaks;
@@ -121,13 +124,22 @@ async fn an_issuer_outage_leaves_the_renewable_openbao_token_in_use() {
 
 /// Runs `doctor --output json` and scans what it printed for secrets.
 fn doctor(provider: &Provider) -> Value {
-    let out = Command::new(BIN)
+    let out = doctor_output(provider.config.clone(), &[]);
+    scanned_report(provider, &out)
+}
+
+fn doctor_output(config: PathBuf, env: &[(&str, &str)]) -> std::process::Output {
+    Command::new(BIN)
         .args(["doctor", "--output", "json", "--config"])
-        .arg(&provider.config)
+        .arg(config)
         .env_clear()
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+fn scanned_report(provider: &Provider, out: &std::process::Output) -> Value {
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -243,4 +255,74 @@ async fn an_unavailable_token_endpoint_is_backed_off_until_it_recovers() {
     let mut client = provider.client().await;
     let sealed = encrypt(&mut client, 6).await;
     assert_eq!(decrypt(&mut client, &sealed).await.unwrap(), marked_seed(6));
+}
+
+/// A minimal HTTP CONNECT proxy on loopback: records each request line and
+/// splices bytes both ways (TLS stays end to end). Returns its URL.
+async fn connect_proxy() -> (String, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let record = Arc::clone(&record);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if inbound.read_exact(&mut byte).await.is_err() {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
+                let line = text.lines().next().unwrap_or("").to_owned();
+                let target = line.split(' ').nth(1).unwrap_or("").to_owned();
+                record.lock().unwrap().push(line);
+                let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                    return;
+                };
+                let ok = b"HTTP/1.1 200 Connection established\r\n\r\n";
+                if inbound.write_all(ok).await.is_ok() {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), seen)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_token_endpoint_is_reached_through_https_proxy_unless_no_proxy_names_it() {
+    let (lab, issuer) = lab_and_issuer();
+    let provider = Provider::prepare(&lab, &oauth2_setup(&lab, &issuer, "client_secret_post"));
+    let (proxy, seen) = connect_proxy().await;
+    let run = |env: Vec<(&'static str, String)>| {
+        let config = provider.config.clone();
+        tokio::task::spawn_blocking(move || {
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            doctor_output(config, &env)
+        })
+    };
+
+    let out = run(vec![("HTTPS_PROXY", proxy.clone())]).await.unwrap();
+    let report = scanned_report(&provider, &out);
+    assert_eq!(check(&report, "oauth2.acquire").0, "pass", "{report:#}");
+    assert_eq!(check(&report, "transit.probe").0, "pass", "{report:#}");
+    let tunnel = format!("CONNECT localhost:{} HTTP/1.1", issuer.port());
+    // One tunnel, to the issuer: the OpenBao calls never use the proxy.
+    assert_eq!(*seen.lock().unwrap(), vec![tunnel.clone()]);
+
+    let env = vec![
+        ("HTTPS_PROXY", proxy.clone()),
+        ("NO_PROXY", "localhost".to_owned()),
+    ];
+    let out = run(env).await.unwrap();
+    assert_eq!(
+        check(&scanned_report(&provider, &out), "oauth2.acquire").0,
+        "pass"
+    );
+    assert_eq!(*seen.lock().unwrap(), vec![tunnel], "NO_PROXY goes direct");
 }

@@ -12,6 +12,8 @@
 //! already uses (see docs/decisions.md): hyper follows no redirects (a 3xx is
 //! a rejection), bodies and headers are capped, and errors are bounded
 //! classes that never carry the secret, the token or the server's text.
+//! Unlike the OpenBao client it honours `HTTPS_PROXY`/`NO_PROXY` (an
+//! `http://` proxy, reached with CONNECT), as the reference does.
 
 use super::jwt::{JwtChecks, JwtError, validate_claims};
 use super::login::Authenticator;
@@ -27,7 +29,9 @@ use http::{HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::proxy::Tunnel;
+use hyper_util::client::legacy::connect::{Connect, HttpConnector};
+use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -202,12 +206,51 @@ enum ClientAuth {
 /// A token endpoint client built once from `auth.jwt.oauth2` (endpoint and
 /// CA changes need a restart; the secret does not).
 struct TokenEndpoint {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    transport: Transport,
     uri: Uri,
     client_id: String,
     auth: ClientAuth,
     /// The form fields that do not change between grants, already encoded.
     fixed_form: String,
+}
+
+/// The connection to the token endpoint, chosen once from the environment.
+enum Transport {
+    Direct(Client<HttpsConnector<HttpConnector>, Full<Bytes>>),
+    /// A CONNECT tunnel through the `HTTPS_PROXY` that applies to `tokenUrl`.
+    Proxied(Client<HttpsConnector<Tunnel<HttpConnector>>, Full<Bytes>>),
+}
+
+impl Transport {
+    async fn request(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
+        match self {
+            Self::Direct(client) => client.request(request).await,
+            Self::Proxied(client) => client.request(request).await,
+        }
+    }
+}
+
+/// A pooled HTTPS-only client over `connector` with the §3.3 limits.
+fn https_client<T>(
+    tls: rustls::ClientConfig,
+    connector: T,
+) -> Client<HttpsConnector<T>, Full<Bytes>>
+where
+    HttpsConnector<T>: Connect + Clone + Send + Sync + 'static,
+{
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .wrap_connector(connector);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(2)
+        .http1_max_buf_size(MAX_HEADER_BYTES)
+        .build(https)
 }
 
 /// A checked access token and its `expires_in`, if the issuer sent one.
@@ -243,16 +286,18 @@ impl TokenEndpoint {
         http.set_nodelay(true);
         http.set_connect_timeout(Some(timeout));
         http.set_keepalive(Some(Duration::from_secs(30)));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_only()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(2)
-            .http1_max_buf_size(MAX_HEADER_BYTES)
-            .build(https);
+        // HTTPS_PROXY / https_proxy and NO_PROXY, read once: the token URL
+        // is fixed, so is the route to it.
+        let transport = match Matcher::from_env().intercept(&uri) {
+            Some(proxy) => {
+                let mut tunnel = Tunnel::new(proxy.uri().clone(), http);
+                if let Some(auth) = proxy.basic_auth() {
+                    tunnel = tunnel.with_auth(auth.clone());
+                }
+                Transport::Proxied(https_client(tls, tunnel))
+            }
+            None => Transport::Direct(https_client(tls, http)),
+        };
         let mut fixed = vec![("grant_type", "client_credentials".to_owned())];
         if !config.scopes.is_empty() {
             fixed.push(("scope", config.scopes.join(" ")));
@@ -264,7 +309,7 @@ impl TokenEndpoint {
             fixed.push(("resource", resource.clone()));
         }
         Ok(Self {
-            client,
+            transport,
             uri,
             client_id: config.client_id.clone(),
             auth,
@@ -307,7 +352,7 @@ impl TokenEndpoint {
             .body(Full::new(Bytes::from(body.as_bytes().to_vec())))
             .map_err(|_| OAuth2Error::Config)?;
         let response = self
-            .client
+            .transport
             .request(request)
             .await
             .map_err(|_| OAuth2Error::Request)?;

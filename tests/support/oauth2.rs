@@ -142,6 +142,10 @@ impl Issuer {
         format!("https://localhost:{}", self.port)
     }
 
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     pub fn token_url(&self) -> String {
         format!("{}/token", self.url())
     }
