@@ -92,6 +92,37 @@ async fn a_client_secret_rotated_by_rename_is_used_by_the_next_login() {
     assert_eq!(lab.audited_count(OAUTH2_LOGIN), logins + 1, "one re-login");
 }
 
+/// The `kid` in a JWT's header.
+fn kid(jwt: &str) -> String {
+    use base64::Engine as _;
+    let header = jwt.split('.').next().unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .unwrap();
+    let header: Value = serde_json::from_slice(&bytes).unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_issuer_key_rollover_is_picked_up_by_openbao_from_the_jwks() {
+    let (lab, issuer) = lab_and_issuer();
+    let provider = Provider::start(&lab, &oauth2_setup(&lab, &issuer, "client_secret_basic"));
+    let mut client = provider.client().await;
+    encrypt(&mut client, 7).await;
+    let old_kid = kid(issuer.tokens().last().unwrap());
+
+    issuer.roll_keys();
+    lab.bao_ok(&["token", "revoke", "-mode=path", &format!("{OAUTH2_MOUNT}/")]);
+    let sealed = encrypt(&mut client, 7).await;
+    assert_eq!(decrypt(&mut client, &sealed).await.unwrap(), marked_seed(7));
+    let new_kid = kid(issuer.tokens().last().unwrap());
+    assert_ne!(
+        old_kid, new_kid,
+        "the re-login's token is signed by the new key"
+    );
+    assert_eq!(lab.audited_count(OAUTH2_LOGIN), 2, "{}", provider.logs());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_issuer_outage_leaves_the_renewable_openbao_token_in_use() {
     let (lab, mut issuer) = lab_and_issuer();

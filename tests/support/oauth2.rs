@@ -30,6 +30,8 @@ pub struct Issuer {
     /// The secret the issuer accepts, re-read on every token request.
     expected_secret: PathBuf,
     mode_file: PathBuf,
+    /// A counter; each change rolls the signing key over.
+    keys_file: PathBuf,
     tokens_file: PathBuf,
     requests_file: PathBuf,
     /// Every client secret this issuer was given, one a line (leak scan).
@@ -74,6 +76,7 @@ impl Issuer {
             key_file,
             expected_secret: dir.path().join("expected-secret"),
             mode_file: dir.path().join("mode"),
+            keys_file: dir.path().join("keys"),
             tokens_file: dir.path().join("tokens"),
             requests_file: dir.path().join("requests"),
             secrets_file: dir.path().join("secrets-history"),
@@ -83,6 +86,7 @@ impl Issuer {
         let mut issuer = issuer_init;
         issuer.accept_secret(&secret);
         issuer.set_mode("ok");
+        fs::write(&issuer.keys_file, "0").unwrap();
         fs::write(&issuer.tokens_file, "").unwrap();
         fs::write(&issuer.requests_file, "").unwrap();
         issuer.spawn();
@@ -100,6 +104,7 @@ impl Issuer {
             .env("CERT_FILE", &self.cert_file)
             .env("SECRET_FILE", &self.expected_secret)
             .env("MODE_FILE", &self.mode_file)
+            .env("KEYS_FILE", &self.keys_file)
             .env("TOKENS_FILE", &self.tokens_file)
             .env("REQUESTS_FILE", &self.requests_file)
             .stdin(Stdio::null())
@@ -166,6 +171,16 @@ impl Issuer {
     /// `ok`, `429`, `503`, `redirect`, `opaque` or `wrong-aud`.
     pub fn set_mode(&self, mode: &str) {
         fs::write(&self.mode_file, mode).unwrap();
+    }
+
+    /// Replaces the signing key: the old one leaves the JWKS.
+    pub fn roll_keys(&self) {
+        let n: u32 = fs::read_to_string(&self.keys_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        fs::write(&self.keys_file, (n + 1).to_string()).unwrap();
     }
 
     /// Every access token it issued.

@@ -8,6 +8,8 @@
 //   - the `audience` request parameter becomes the token's `aud`;
 //   - faults read from MODE_FILE per request: `ok`, `429`, `503`,
 //     `redirect`, `opaque` (a non-JWT access token), `wrong-aud`;
+//   - a signing key rollover whenever the number in KEYS_FILE changes: a new
+//     issuer key replaces the old one, which leaves the JWKS;
 //   - every issued access token appended to TOKENS_FILE (the leak scan
 //     looks for them in the provider's output), every token request's client
 //     auth method appended to REQUESTS_FILE.
@@ -28,24 +30,29 @@ const clientId = env('CLIENT_ID');
 const { OAuth2Issuer, OAuth2Service } = await import(pathToFileURL(env('MOCK_MODULE')).href);
 const read = (name) => readFileSync(env(name), 'utf8').trim();
 
-const issuer = new OAuth2Issuer();
-issuer.url = `https://localhost:${port}`;
-await issuer.keys.generate('RS256');
-const service = new OAuth2Service(issuer);
-
 // Client authentication and `aud` are decided per request in `route` below,
 // before the mock's handler builds the token.
 let pending = null;
-service.on('beforeTokenSigning', (token) => {
-  token.payload.aud = pending.mode === 'wrong-aud' ? 'someone-else' : pending.audience;
-  token.payload.sub = clientId;
-  token.payload.client_id = clientId;
-});
-service.on('beforeResponse', (response) => {
-  response.body.expires_in = 600;
-  if (pending.mode === 'opaque') response.body.access_token = 'opaque-' + response.body.access_token.split('.')[2];
-  appendFileSync(env('TOKENS_FILE'), response.body.access_token + '\n');
-});
+// One issuer (one RS256 key) per key generation; a rollover builds a new one.
+async function makeService() {
+  const issuer = new OAuth2Issuer();
+  issuer.url = `https://localhost:${port}`;
+  await issuer.keys.generate('RS256');
+  const service = new OAuth2Service(issuer);
+  service.on('beforeTokenSigning', (token) => {
+    token.payload.aud = pending.mode === 'wrong-aud' ? 'someone-else' : pending.audience;
+    token.payload.sub = clientId;
+    token.payload.client_id = clientId;
+  });
+  service.on('beforeResponse', (response) => {
+    response.body.expires_in = 600;
+    if (pending.mode === 'opaque') response.body.access_token = 'opaque-' + response.body.access_token.split('.')[2];
+    appendFileSync(env('TOKENS_FILE'), response.body.access_token + '\n');
+  });
+  return service;
+}
+let generation = read('KEYS_FILE');
+let service = await makeService();
 
 const collect = (req) =>
   new Promise((resolve, reject) => {
@@ -63,6 +70,10 @@ const deny = (res, status, body) => {
 async function route(req, res) {
   // The issuer log shows every request, so a test can prove a redirect was not followed.
   process.stdout.write(`hit ${req.method} ${req.url}\n`);
+  if (read('KEYS_FILE') !== generation) {
+    generation = read('KEYS_FILE');
+    service = await makeService();
+  }
   if (req.method !== 'POST' || !req.url.startsWith('/token')) return service.requestHandler(req, res);
   const mode = read('MODE_FILE');
   if (mode === '429' || mode === '503') return deny(res, Number(mode), { error: 'temporarily_unavailable' });
