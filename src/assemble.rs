@@ -20,8 +20,6 @@ use std::sync::Arc;
 pub enum AssembleError {
     /// `auth.method: cert` needs the PKCS#11 build variant.
     CertAuthUnavailable,
-    /// `auth.jwt.source: oauth2` is not compiled into this build.
-    OAuth2Unavailable,
     /// The CA bundle, server name or address cannot make a TLS client.
     Tls(BuildError),
     /// The registry state is locked, unsafe or refused.
@@ -33,9 +31,6 @@ impl fmt::Display for AssembleError {
         match self {
             Self::CertAuthUnavailable => {
                 f.write_str("auth.method cert requires a certauth build variant")
-            }
-            Self::OAuth2Unavailable => {
-                f.write_str("auth.jwt.source oauth2 is not available in this build")
             }
             Self::Tls(e) => e.fmt(f),
             Self::State(e) => e.fmt(f),
@@ -62,9 +57,6 @@ pub fn scope_of(config: &Config) -> Scope {
 pub fn supported_auth(config: &Config) -> Result<(), AssembleError> {
     if config.auth.method == AuthMethod::Cert {
         return Err(AssembleError::CertAuthUnavailable);
-    }
-    if config.auth.jwt.source == JwtSource::OAuth2 {
-        return Err(AssembleError::OAuth2Unavailable);
     }
     Ok(())
 }
@@ -117,13 +109,17 @@ pub fn build_transit_with(
     Ok(transit(config, http, tokens))
 }
 
-/// The token manager's settings for the JWT file source (`auth.*`).
+/// The token manager's settings for the JWT sources (`auth.*`).
 pub fn token_settings(config: &Config) -> TokenSettings {
     let jwt = &config.auth.jwt;
     TokenSettings {
         jwt_mount: jwt.mount_path.clone(),
         jwt_role: jwt.role.clone(),
         jwt_file: jwt.jwt_file.clone(),
+        oauth2: match jwt.source {
+            JwtSource::OAuth2 => jwt.oauth2.clone(),
+            JwtSource::File => None,
+        },
         jwt_checks: JwtChecks {
             expected_issuer: jwt.expected_issuer.clone(),
             expected_audience: jwt.expected_audience.clone(),

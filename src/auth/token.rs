@@ -16,6 +16,8 @@
 use super::backoff::{failure_backoff, recovery_spacing, with_jitter};
 use super::jwt::{JwtChecks, JwtError};
 use super::login::{Authenticator, JwtFileLogin};
+use super::oauth2::{OAuth2Error, OAuth2Login};
+use crate::config::OAuth2Config;
 use crate::observe::metrics::Metrics;
 use crate::openbao::{AuthApi, AuthGrant, ErrorClass, OpenBaoError, TokenSource};
 use crate::secret::SecretString;
@@ -38,6 +40,7 @@ const MAX_LEASE: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthError {
     Jwt(JwtError),
+    OAuth2(OAuth2Error),
     OpenBao(OpenBaoError),
     LeaseTooShort,
     Timeout,
@@ -49,6 +52,7 @@ impl AuthError {
     pub fn status(self) -> &'static str {
         match self {
             Self::Jwt(e) => e.status(),
+            Self::OAuth2(e) => e.status(),
             Self::OpenBao(_) | Self::LeaseTooShort => "auth_failed",
             Self::Timeout | Self::Unavailable => "error",
         }
@@ -71,7 +75,9 @@ impl AuthError {
                 _ => ErrorClass::AuthUnavailable,
             },
             Self::Timeout => ErrorClass::Timeout,
-            Self::Jwt(_) | Self::LeaseTooShort | Self::Unavailable => ErrorClass::AuthUnavailable,
+            Self::Jwt(_) | Self::OAuth2(_) | Self::LeaseTooShort | Self::Unavailable => {
+                ErrorClass::AuthUnavailable
+            }
         }
     }
 }
@@ -80,6 +86,7 @@ impl fmt::Display for AuthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Jwt(e) => write!(f, "auth failed: {e}"),
+            Self::OAuth2(e) => write!(f, "auth failed: {e}"),
             Self::OpenBao(e) => write!(f, "auth failed: {e}"),
             Self::LeaseTooShort => {
                 f.write_str("auth failed: token lease duration must exceed login-before-expiry")
@@ -99,6 +106,9 @@ pub struct TokenSettings {
     pub jwt_role: String,
     pub jwt_file: PathBuf,
     pub jwt_checks: JwtChecks,
+    /// `Some` for `auth.jwt.source: oauth2`: the JWT comes from a fresh
+    /// client-credentials grant instead of `jwt_file`.
+    pub oauth2: Option<OAuth2Config>,
     pub login_before_expiry: Duration,
     pub renewal_increment: Duration,
     pub login_timeout: Duration,
@@ -158,15 +168,25 @@ impl TokenManager {
             renewal_increment: settings.renewal_increment,
             login_timeout: settings.login_timeout,
         };
-        let backend = JwtFileLogin {
-            api,
-            mount: settings.jwt_mount,
-            role: settings.jwt_role,
-            file: settings.jwt_file,
-            checks: settings.jwt_checks,
-            timeout: settings.login_timeout,
+        let backend: Box<dyn Authenticator> = match &settings.oauth2 {
+            Some(oauth2) => Box::new(OAuth2Login::new(
+                api,
+                settings.jwt_mount,
+                settings.jwt_role,
+                oauth2,
+                settings.jwt_checks,
+                settings.login_timeout,
+            )),
+            None => Box::new(JwtFileLogin {
+                api,
+                mount: settings.jwt_mount,
+                role: settings.jwt_role,
+                file: settings.jwt_file,
+                checks: settings.jwt_checks,
+                timeout: settings.login_timeout,
+            }),
         };
-        Self::with_backend(Box::new(backend), refresh)
+        Self::with_backend(backend, refresh)
     }
 
     fn with_backend(backend: Box<dyn Authenticator>, refresh: Refresh) -> Arc<Self> {

@@ -15,6 +15,7 @@ pub mod http;
 pub mod jwt;
 pub mod kms;
 pub mod leaks;
+pub mod oauth2;
 pub mod openbao;
 pub mod provider;
 pub mod tmp;

@@ -5,6 +5,7 @@
 
 use super::jwt::Claims;
 use super::leaks::{self, Known};
+use super::oauth2::{OAUTH2_MOUNT, OAUTH2_ROLE, OAuth2Setup};
 use super::openbao::{AUDIENCE, ISSUER, JWT_MOUNT, KEY_NAME, Lab, ROLE, SUBJECT, TRANSIT_MOUNT};
 use super::tmp::TempDir;
 use bao_kms_provider::kms::connect;
@@ -48,6 +49,8 @@ pub struct Setup {
     pub jwt_claims: Claims,
     /// A test-only fault point (`src/fault.rs`) planted through `BAO_KMS_FAULT`.
     pub fault: Option<&'static str>,
+    /// `auth.jwt.source: oauth2` against a test issuer instead of the JWT file.
+    pub oauth2: Option<OAuth2Setup>,
 }
 
 /// A loopback port that was free a moment ago.
@@ -94,6 +97,7 @@ impl Setup {
             correlation: None,
             jwt_claims: Claims::valid_for(Duration::from_secs(3600)),
             fault: None,
+            oauth2: None,
         }
     }
 }
@@ -114,12 +118,55 @@ pub struct Provider {
     /// issued) and every JWT the lab minted.
     audit_log: PathBuf,
     lab_jwts: Arc<Mutex<Vec<String>>>,
+    /// The OAuth2 client's secret file and issuer records, when used.
+    oauth2: Option<(PathBuf, OAuth2Setup)>,
     // Removed last, after the process is gone.
     pub socket_dir: TempDir,
     pub files: TempDir,
 }
 
-fn render(setup: &Setup, socket: &Path, ca: &Path, jwt: &Path, state: &Path) -> String {
+/// The `auth.jwt` block: the lab's JWT file, or the OAuth2 client.
+fn jwt_block(setup: &Setup, jwt: &Path, secret: &Path) -> String {
+    match &setup.oauth2 {
+        None => format!(
+            r#"    source: file
+    mountPath: {JWT_MOUNT}
+    role: {ROLE}
+    jwtFile: {jwt}
+    expectedIssuer: {ISSUER}
+    expectedAudience: [{AUDIENCE}]
+    expectedSubject: "{SUBJECT}"
+"#,
+            jwt = jwt.display()
+        ),
+        Some(o) => format!(
+            r#"    source: oauth2
+    mountPath: {OAUTH2_MOUNT}
+    role: {OAUTH2_ROLE}
+    expectedIssuer: {issuer}
+    expectedAudience: [{AUDIENCE}]
+    expectedSubject: "{subject}"
+    oauth2:
+      tokenUrl: {token_url}
+      clientId: {subject}
+      authMethod: {method}
+      clientSecretFile: {secret}
+      caCertFile: {ca}
+      audience: {AUDIENCE}
+      scopes: [kms, openid]
+      resources: ["https://bao.test.local/", "urn:test:kms"]
+"#,
+            issuer = o.issuer,
+            subject = super::oauth2::CLIENT_ID,
+            token_url = o.token_url,
+            method = o.auth_method,
+            secret = secret.display(),
+            ca = o.ca_file.display(),
+        ),
+    }
+}
+
+fn render(setup: &Setup, socket: &Path, ca: &Path, jwt_block: &str, state: &Path) -> String {
     format!(
         r#"configVersion: v1alpha1
 server:
@@ -140,14 +187,7 @@ auth:
   loginBeforeTokenExpiry: {login_before}
   tokenRenewalIncrement: {renewal}
   jwt:
-    source: file
-    mountPath: {jwt_mount}
-    role: {role}
-    jwtFile: {jwt}
-    expectedIssuer: {issuer}
-    expectedAudience: [{audience}]
-    expectedSubject: "{subject}"
-transit:
+{jwt_block}transit:
   mountPath: {mount}
   keyName: {key}
   keyIdScope:
@@ -177,12 +217,6 @@ logging:
         ca = ca.display(),
         server_name = setup.tls_server_name,
         timeout = setup.timeout,
-        jwt_mount = JWT_MOUNT,
-        role = ROLE,
-        jwt = jwt.display(),
-        issuer = ISSUER,
-        audience = AUDIENCE,
-        subject = SUBJECT,
         mount = TRANSIT_MOUNT,
         key = KEY_NAME,
         cluster = setup.cluster_id,
@@ -227,7 +261,14 @@ impl Provider {
         fs::create_dir(&state_dir).expect("create state dir");
         chmod(&state_dir, 0o750);
         let state = state_dir.join("key-registry.json");
-        fs::write(&config, render(setup, &socket, &ca, &jwt, &state)).expect("write config");
+        let secret = files.path().join("client-secret");
+        let oauth2 = setup.oauth2.clone().map(|o| {
+            fs::write(&secret, format!("{}\n", o.secret)).expect("write client secret");
+            chmod(&secret, 0o640);
+            (secret.clone(), o)
+        });
+        let block = jwt_block(setup, &jwt, &secret);
+        fs::write(&config, render(setup, &socket, &ca, &block, &state)).expect("write config");
         chmod(&config, 0o640);
         Provider {
             child: None,
@@ -242,6 +283,7 @@ impl Provider {
             fault: setup.fault,
             audit_log: lab.audit_log(),
             lab_jwts: lab.minted_jwts(),
+            oauth2,
             socket_dir,
             files,
         }
@@ -369,8 +411,18 @@ impl Provider {
         if let Ok(current) = fs::read_to_string(&self.jwt) {
             jwts.push(current);
         }
+        let mut extra = Vec::new();
+        if let Some((secret_file, o)) = &self.oauth2 {
+            let (tokens, secrets) = o.known();
+            jwts.extend(tokens);
+            extra.extend(secrets);
+            if let Ok(current) = fs::read_to_string(secret_file) {
+                extra.push(current.trim().to_owned());
+            }
+        }
         Known {
             jwts,
+            extra,
             ..Known::default()
         }
         .merge(leaks::audited(&self.audit_log))
@@ -379,10 +431,10 @@ impl Provider {
     /// The classes of secret in everything the process wrote; what `Drop`
     /// asserts is empty.
     pub fn leaks(&self, extra: &[&str]) -> Vec<&'static str> {
-        let known = Known {
+        let known = self.known_secrets().merge(Known {
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
-            ..self.known_secrets()
-        };
+            ..Known::default()
+        });
         // Strict reads: an output file that cannot be read must not scan clean.
         let output: String = [&self.stdout, &self.stderr]
             .iter()
@@ -420,6 +472,11 @@ impl Provider {
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
+    }
+
+    /// The OAuth2 client secret file (only with `Setup::oauth2`).
+    pub fn client_secret_file(&self) -> PathBuf {
+        self.files.path().join("client-secret")
     }
 
     pub fn files_dir(&self) -> &Path {
