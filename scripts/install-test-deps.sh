@@ -5,7 +5,8 @@
 # validator) into <repo>/.tools/python -- not the system Python, so no
 # root/venv is needed and nothing global changes -- and the Debian tools
 # tests/deploy.rs runs (systemd-analyze, systemd-sysusers/-tmpfiles, dpkg-deb,
-# dpkg-shlibdeps, strip, useradd, setpriv). Idempotent: a present 2.7.2, an
+# dpkg-shlibdeps, strip, useradd, setpriv) and SoftHSM2 for tests/cert_auth.rs.
+# Idempotent: a present 2.7.2, an
 # importable jsonschema and present commands are reused; `apt-get update`
 # runs at most once.
 #
@@ -62,6 +63,8 @@ ensure_deb dpkg-shlibdeps dpkg-dev
 ensure_deb strip binutils
 ensure_deb useradd passwd
 ensure_deb setpriv util-linux
+# tests/cert_auth.rs: a real PKCS#11 module and its token tool (SoftHSM2).
+ensure_deb softhsm2-util softhsm2
 
 ensure_pip() {
   ensure_deb python3 python3

@@ -1,8 +1,10 @@
-//! Authentication to OpenBao: the JWT credential source, the login backend,
+//! Authentication to OpenBao: the JWT credential source, the PKCS#11
+//! certificate source, the login backend,
 //! and the in-memory token manager (refresh-ahead, shared flights, backoff,
 //! 401/403 recovery) that implements `openbao::TokenSource`.
 
 mod backoff;
+pub mod cert;
 mod jwt;
 mod login;
 mod token;

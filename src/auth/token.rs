@@ -14,6 +14,7 @@
 //! `Authenticator`'s business; this module only decides *when*.
 
 use super::backoff::{failure_backoff, recovery_spacing, with_jitter};
+use super::cert::{CertError, CertLogin};
 use super::jwt::{JwtChecks, JwtError};
 use super::login::{Authenticator, JwtFileLogin};
 use crate::observe::metrics::Metrics;
@@ -38,6 +39,7 @@ const MAX_LEASE: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthError {
     Jwt(JwtError),
+    Cert(CertError),
     OpenBao(OpenBaoError),
     LeaseTooShort,
     Timeout,
@@ -49,6 +51,7 @@ impl AuthError {
     pub fn status(self) -> &'static str {
         match self {
             Self::Jwt(e) => e.status(),
+            Self::Cert(e) => e.status(),
             Self::OpenBao(_) | Self::LeaseTooShort => "auth_failed",
             Self::Timeout | Self::Unavailable => "error",
         }
@@ -71,7 +74,9 @@ impl AuthError {
                 _ => ErrorClass::AuthUnavailable,
             },
             Self::Timeout => ErrorClass::Timeout,
-            Self::Jwt(_) | Self::LeaseTooShort | Self::Unavailable => ErrorClass::AuthUnavailable,
+            Self::Jwt(_) | Self::Cert(_) | Self::LeaseTooShort | Self::Unavailable => {
+                ErrorClass::AuthUnavailable
+            }
         }
     }
 }
@@ -80,6 +85,7 @@ impl fmt::Display for AuthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Jwt(e) => write!(f, "auth failed: {e}"),
+            Self::Cert(e) => write!(f, "auth failed: {e}"),
             Self::OpenBao(e) => write!(f, "auth failed: {e}"),
             Self::LeaseTooShort => {
                 f.write_str("auth failed: token lease duration must exceed login-before-expiry")
@@ -169,6 +175,17 @@ impl TokenManager {
         Self::with_backend(Box::new(backend), refresh)
     }
 
+    /// A manager that logs in with the PKCS#11 certificate (`auth.method: cert`);
+    /// only the timing fields of `settings` apply.
+    pub fn with_cert(login: CertLogin, settings: &TokenSettings) -> Arc<Self> {
+        let refresh = Refresh {
+            login_before_expiry: settings.login_before_expiry,
+            renewal_increment: settings.renewal_increment,
+            login_timeout: settings.login_timeout,
+        };
+        Self::with_backend(Box::new(login), refresh)
+    }
+
     fn with_backend(backend: Box<dyn Authenticator>, refresh: Refresh) -> Arc<Self> {
         Arc::new(Self {
             core: Arc::new(Core {
@@ -238,6 +255,10 @@ impl TokenSource for TokenManager {
             Ok(fresh) if fresh != *rejected => Some(fresh),
             _ => None,
         }
+    }
+
+    fn certificate_ttl(&self) -> Option<Duration> {
+        self.core.backend.certificate_ttl()
     }
 
     fn token_ttl(&self) -> Option<Duration> {

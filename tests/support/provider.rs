@@ -48,6 +48,14 @@ pub struct Setup {
     pub jwt_claims: Claims,
     /// A test-only fault point (`src/fault.rs`) planted through `BAO_KMS_FAULT`.
     pub fault: Option<&'static str>,
+    /// Replaces the JWT `auth:` block (e.g. [`super::pkcs11::auth_yaml`]).
+    pub auth_yaml: Option<String>,
+    /// Environment the provider inherits besides nothing (it runs with
+    /// `env_clear`), e.g. `SOFTHSM2_CONF`.
+    pub env: Vec<(String, String)>,
+    /// Secrets its output must never contain besides the lab's (a PIN, a
+    /// private key).
+    pub secrets: Known,
 }
 
 /// A loopback port that was free a moment ago.
@@ -94,6 +102,9 @@ impl Setup {
             correlation: None,
             jwt_claims: Claims::valid_for(Duration::from_secs(3600)),
             fault: None,
+            auth_yaml: None,
+            env: Vec::new(),
+            secrets: Known::default(),
         }
     }
 }
@@ -110,6 +121,8 @@ pub struct Provider {
     stderr: PathBuf,
     pub exit: Option<ExitStatus>,
     fault: Option<&'static str>,
+    env: Vec<(String, String)>,
+    secrets: Known,
     /// What the leak scan must know: the lab's audit log (every token it
     /// issued) and every JWT the lab minted.
     audit_log: PathBuf,
@@ -135,19 +148,7 @@ openbao:
   tlsServerName: {server_name}
   instanceId: bao-test-a
   timeout: {timeout}
-auth:
-  method: jwt
-  loginBeforeTokenExpiry: {login_before}
-  tokenRenewalIncrement: {renewal}
-  jwt:
-    source: file
-    mountPath: {jwt_mount}
-    role: {role}
-    jwtFile: {jwt}
-    expectedIssuer: {issuer}
-    expectedAudience: [{audience}]
-    expectedSubject: "{subject}"
-transit:
+{auth}transit:
   mountPath: {mount}
   keyName: {key}
   keyIdScope:
@@ -177,12 +178,7 @@ logging:
         ca = ca.display(),
         server_name = setup.tls_server_name,
         timeout = setup.timeout,
-        jwt_mount = JWT_MOUNT,
-        role = ROLE,
-        jwt = jwt.display(),
-        issuer = ISSUER,
-        audience = AUDIENCE,
-        subject = SUBJECT,
+        auth = setup.auth_yaml.clone().unwrap_or_else(|| jwt_auth(setup, jwt)),
         mount = TRANSIT_MOUNT,
         key = KEY_NAME,
         cluster = setup.cluster_id,
@@ -193,8 +189,6 @@ logging:
         stale = setup.max_staleness,
         state = state.display(),
         level = setup.log_level,
-        login_before = setup.login_before_expiry,
-        renewal = setup.renewal_increment,
         activation = setup.activation_delay,
         metrics = setup.metrics_address,
         correlation = setup.correlation.map_or(String::new(), |(incident, ttl)| format!(
@@ -202,6 +196,27 @@ logging:
         )),
         health = setup.health_address,
         stable = setup.stable_count,
+    )
+}
+
+fn jwt_auth(setup: &Setup, jwt: &Path) -> String {
+    format!(
+        r#"auth:
+  method: jwt
+  loginBeforeTokenExpiry: {login_before}
+  tokenRenewalIncrement: {renewal}
+  jwt:
+    source: file
+    mountPath: {JWT_MOUNT}
+    role: {ROLE}
+    jwtFile: {jwt}
+    expectedIssuer: {ISSUER}
+    expectedAudience: [{AUDIENCE}]
+    expectedSubject: "{SUBJECT}"
+"#,
+        login_before = setup.login_before_expiry,
+        renewal = setup.renewal_increment,
+        jwt = jwt.display(),
     )
 }
 
@@ -240,6 +255,8 @@ impl Provider {
             stderr: files.path().join("stderr.log"),
             exit: None,
             fault: setup.fault,
+            env: setup.env.clone(),
+            secrets: setup.secrets.clone(),
             audit_log: lab.audit_log(),
             lab_jwts: lab.minted_jwts(),
             socket_dir,
@@ -267,6 +284,7 @@ impl Provider {
         if let Some(fault) = self.fault {
             command.env("BAO_KMS_FAULT", fault);
         }
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         let child = command
             .stdin(Stdio::null())
             .stdout(stdout)
@@ -374,15 +392,14 @@ impl Provider {
             ..Known::default()
         }
         .merge(leaks::audited(&self.audit_log))
+        .merge(self.secrets.clone())
     }
 
     /// The classes of secret in everything the process wrote; what `Drop`
     /// asserts is empty.
     pub fn leaks(&self, extra: &[&str]) -> Vec<&'static str> {
-        let known = Known {
-            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
-            ..self.known_secrets()
-        };
+        let mut known = self.known_secrets();
+        known.extra.extend(extra.iter().map(|s| (*s).to_owned()));
         // Strict reads: an output file that cannot be read must not scan clean.
         let output: String = [&self.stdout, &self.stderr]
             .iter()
@@ -413,6 +430,7 @@ impl Provider {
             .arg("--config")
             .arg(&self.config)
             .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .expect("run the CLI");
         (
