@@ -84,6 +84,8 @@ pub fn token_manager(config: &Config, http: &HttpClient) -> Arc<TokenManager> {
 
 /// Opens the PKCS#11 token (PIN file read once, here) and a token manager
 /// that logs in with its certificate over an auth-only mTLS client.
+///
+/// Blocks (dlopen, C_Login) once at start-up, before anything is served.
 pub fn cert_token_manager(
     config: &Config,
     metrics: Option<&Arc<Metrics>>,

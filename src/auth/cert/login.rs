@@ -11,6 +11,7 @@ use super::chain::{CertChecks, CheckedLeaf, check_chain, read_chain};
 use super::hsm::{Pkcs11Settings, Token};
 use super::pin::read_pin;
 use super::signer::{TokenClientCert, sign_p256};
+use crate::auth::AuthError;
 use crate::clock::unix_now;
 use crate::observe::metrics::Metrics;
 use crate::openbao::{AuthApi, AuthGrant, BuildError, HttpClient, OpenBaoError, TlsSettings};
@@ -80,7 +81,7 @@ pub struct CertLogin {
     /// The auth client of the last login; renewals go over it.
     current: Mutex<Option<AuthApi>>,
     /// NotAfter (unix seconds) of the leaf last checked; 0 before any check.
-    not_after: Arc<AtomicI64>,
+    not_after: AtomicI64,
 }
 
 impl CertLogin {
@@ -94,7 +95,7 @@ impl CertLogin {
             settings,
             metrics,
             current: Mutex::new(None),
-            not_after: Arc::new(AtomicI64::new(0)),
+            not_after: AtomicI64::new(0),
         }
     }
 
@@ -126,8 +127,7 @@ impl CertLogin {
         })
     }
 
-    pub(in crate::auth) async fn log_in(&self) -> Result<AuthGrant, super::super::AuthError> {
-        use super::super::AuthError;
+    pub(in crate::auth) async fn log_in(&self) -> Result<AuthGrant, AuthError> {
         let token = Arc::clone(&self.token);
         let file = self.settings.certificate_file.clone();
         let checks = self.settings.checks;
