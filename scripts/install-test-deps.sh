@@ -5,11 +5,11 @@
 # validator) into <repo>/.tools/python -- not the system Python, so no
 # root/venv is needed and nothing global changes -- and the Debian tools
 # tests/deploy.rs runs (systemd-analyze, systemd-sysusers/-tmpfiles, dpkg-deb,
-# dpkg-shlibdeps, strip, useradd, setpriv), and the OAuth2 tests' OpenID
-# provider: npm's oauth2-mock-server into <repo>/.tools/node (Node.js and
-# npm from apt only if missing). Idempotent: a present 2.7.2, an importable
-# jsonschema, the pinned oauth2-mock-server and present commands are reused;
-# `apt-get update` runs at most once.
+# dpkg-shlibdeps, strip, useradd, setpriv), SoftHSM2 for tests/cert_auth.rs,
+# and the OAuth2 tests' OpenID provider: npm's oauth2-mock-server into
+# <repo>/.tools/node (Node.js and npm from apt only if missing). Idempotent:
+# a present 2.7.2, an importable jsonschema, the pinned oauth2-mock-server and
+# present commands are reused; `apt-get update` runs at most once.
 #
 # Usage: scripts/install-test-deps.sh
 # stdout: the bao path, then `BAO_BIN=<path>` as the last line; everything
@@ -66,6 +66,8 @@ ensure_deb dpkg-shlibdeps dpkg-dev
 ensure_deb strip binutils
 ensure_deb useradd passwd
 ensure_deb setpriv util-linux
+# tests/cert_auth.rs: a real PKCS#11 module and its token tool (SoftHSM2).
+ensure_deb softhsm2-util softhsm2
 
 ensure_pip() {
   ensure_deb python3 python3

@@ -6,6 +6,9 @@
 //! parts here, so a diagnostic logs in and reads state exactly as the
 //! provider would.
 
+use crate::auth::cert::{
+    CertChecks, CertError, CertLogin, CertLoginSettings, Pkcs11Settings, open_token,
+};
 use crate::auth::{JwtChecks, TokenManager, TokenSettings};
 use crate::config::{AuthMethod, Config, JwtSource};
 use crate::identity::Scope;
@@ -18,8 +21,8 @@ use std::sync::Arc;
 /// Why the parts could not be built from an accepted config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AssembleError {
-    /// `auth.method: cert` needs the PKCS#11 build variant.
-    CertAuthUnavailable,
+    /// The PKCS#11 token, PIN file or key pair of `auth.method: cert` is unusable.
+    Cert(CertError),
     /// The CA bundle, server name or address cannot make a TLS client.
     Tls(BuildError),
     /// The registry state is locked, unsafe or refused.
@@ -29,9 +32,7 @@ pub enum AssembleError {
 impl fmt::Display for AssembleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::CertAuthUnavailable => {
-                f.write_str("auth.method cert requires a certauth build variant")
-            }
+            Self::Cert(e) => write!(f, "auth.cert.pkcs11: {e}"),
             Self::Tls(e) => e.fmt(f),
             Self::State(e) => e.fmt(f),
         }
@@ -53,14 +54,6 @@ pub fn scope_of(config: &Config) -> Scope {
     }
 }
 
-/// Refuses auth methods this build cannot log in with.
-pub fn supported_auth(config: &Config) -> Result<(), AssembleError> {
-    if config.auth.method == AuthMethod::Cert {
-        return Err(AssembleError::CertAuthUnavailable);
-    }
-    Ok(())
-}
-
 /// The pinned-CA HTTPS client for `openbao.*`.
 pub fn http_client(config: &Config) -> Result<HttpClient, AssembleError> {
     let tls = TlsSettings {
@@ -74,6 +67,55 @@ pub fn http_client(config: &Config) -> Result<HttpClient, AssembleError> {
 /// A token manager that logs in over `http` with the configured JWT role.
 pub fn token_manager(config: &Config, http: &HttpClient) -> Arc<TokenManager> {
     TokenManager::new(AuthApi::new(http.clone()), token_settings(config))
+}
+
+/// Opens the PKCS#11 token (PIN file read once, here) and a token manager
+/// that logs in with its certificate over an auth-only mTLS client.
+///
+/// Blocks (dlopen, C_Login) once at start-up, before anything is served.
+pub fn cert_token_manager(
+    config: &Config,
+    metrics: Option<&Arc<Metrics>>,
+) -> Result<Arc<TokenManager>, AssembleError> {
+    let token = open_token(&pkcs11_settings(config)).map_err(AssembleError::Cert)?;
+    let login = CertLogin::new(
+        Arc::new(token),
+        cert_login_settings(config),
+        metrics.cloned(),
+    );
+    Ok(TokenManager::with_cert(login, &token_settings(config)))
+}
+
+/// Where the PKCS#11 module, token, key and PIN are (`auth.cert.pkcs11.*`).
+pub fn pkcs11_settings(config: &Config) -> Pkcs11Settings {
+    let p = &config.auth.cert.pkcs11;
+    Pkcs11Settings {
+        module_path: p.module_path.clone(),
+        token_label: p.token_label.clone(),
+        key_label: p.key_label.clone(),
+        pin_file: p.pin_file.clone(),
+        max_sessions: p.max_sessions,
+        session_wait: config.effective_login_timeout(),
+    }
+}
+
+/// The cert login's endpoint, role, certificate file and checks (`auth.cert.*`).
+pub fn cert_login_settings(config: &Config) -> CertLoginSettings {
+    let cert = &config.auth.cert;
+    CertLoginSettings {
+        address: config.openbao.address.clone(),
+        namespace: config.openbao.namespace.clone(),
+        ca_cert_file: config.openbao.ca_cert_file.clone(),
+        server_name: config.openbao.tls_server_name.clone(),
+        mount: cert.mount_path.clone(),
+        name: cert.name.clone(),
+        certificate_file: cert.pkcs11.certificate_file.clone(),
+        checks: CertChecks {
+            min_remaining_ttl: cert.min_remaining_ttl,
+            clock_skew_leeway: cert.clock_skew_leeway,
+        },
+        timeout: config.effective_login_timeout(),
+    }
 }
 
 /// The Transit client for the configured mount and key.
@@ -97,12 +139,14 @@ pub fn build_transit_with(
     config: &Config,
     metrics: Option<&Arc<Metrics>>,
 ) -> Result<Arc<Transit>, AssembleError> {
-    supported_auth(config)?;
     let mut http = http_client(config)?;
     if let Some(metrics) = metrics {
         http = http.with_metrics(Arc::clone(metrics));
     }
-    let tokens = token_manager(config, &http);
+    let tokens = match config.auth.method {
+        AuthMethod::Cert => cert_token_manager(config, metrics)?,
+        AuthMethod::Jwt => token_manager(config, &http),
+    };
     if let Some(metrics) = metrics {
         tokens.set_metrics(Arc::clone(metrics));
     }

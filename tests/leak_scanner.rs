@@ -171,3 +171,27 @@ fn dropping_a_provider_with_a_leak_fails_without_repeating_the_secret() {
     assert_eq!(message, "provider output leaks: JWT, JWT segment");
     assert!(!message.contains(jwt.trim()));
 }
+
+#[test]
+fn a_pin_and_a_private_key_in_any_encoding_are_reported() {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let der = key.serialize_der();
+    let known = Known {
+        pins: vec!["pin-0123456789abcdef".into()],
+        private_keys: vec![der.clone()],
+        ..Known::default()
+    };
+    assert_eq!(scan(CLEAN, &known), Vec::<&str>::new());
+    assert_eq!(scan("pin=pin-0123456789abcdef", &known), ["PKCS#11 PIN"]);
+    let pem = key.serialize_pem();
+    let found = scan(&pem, &known);
+    assert!(found.contains(&"private key PEM line"), "{found:?}");
+    let encoded = STANDARD.encode(&der);
+    assert!(scan(&format!("k={encoded}"), &known).contains(&"private key in base64"));
+    let hex: String = der.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(scan(&hex, &known), ["private key in hex"]);
+    assert_eq!(
+        scan(&format!("{der:?}"), &known),
+        ["private key as a byte list"]
+    );
+}

@@ -2,9 +2,11 @@
 //!
 //! The manager decides *when* to log in or renew; an `Authenticator` only
 //! knows *how*. Production uses `JwtFileLogin` (JWT file re-read and checked
-//! before each login, then OpenBao's JWT auth); unit tests drive the manager
+//! before each login, then OpenBao's JWT auth) or `CertLogin` (PKCS#11 key,
+//! see `auth::cert`); unit tests drive the manager
 //! with fakes that count calls, choose leases and errors, or never answer.
 
+use super::cert::CertLogin;
 use super::jwt::{JwtChecks, read_jwt_file, validate_claims};
 use super::token::AuthError;
 use crate::clock::unix_now;
@@ -25,6 +27,11 @@ pub(super) trait Authenticator: Send + Sync {
         token: &SecretString,
         increment: Duration,
     ) -> Result<AuthGrant, OpenBaoError>;
+
+    /// Remaining lifetime of the client certificate last used, for cert auth.
+    fn certificate_ttl(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// JWT-file login against OpenBao's JWT auth method (`auth.jwt.*`).
@@ -56,5 +63,24 @@ impl Authenticator for JwtFileLogin {
         increment: Duration,
     ) -> Result<AuthGrant, OpenBaoError> {
         self.api.renew_self(token, increment, self.timeout).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Authenticator for CertLogin {
+    async fn login(&self) -> Result<AuthGrant, AuthError> {
+        self.log_in().await
+    }
+
+    async fn renew(
+        &self,
+        token: &SecretString,
+        increment: Duration,
+    ) -> Result<AuthGrant, OpenBaoError> {
+        self.renew_token(token, increment).await
+    }
+
+    fn certificate_ttl(&self) -> Option<Duration> {
+        CertLogin::certificate_ttl(self)
     }
 }

@@ -1,9 +1,11 @@
 //! Authentication to OpenBao: the JWT credential sources (a file, or an
-//! OAuth 2.0 client-credentials grant), the login backends,
+//! OAuth 2.0 client-credentials grant), the PKCS#11 certificate source, the
+//! login backends,
 //! and the in-memory token manager (refresh-ahead, shared flights, backoff,
 //! 401/403 recovery) that implements `openbao::TokenSource`.
 
 mod backoff;
+pub mod cert;
 mod jwt;
 mod login;
 mod oauth2;

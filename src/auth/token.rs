@@ -14,6 +14,7 @@
 //! `Authenticator`'s business; this module only decides *when*.
 
 use super::backoff::{failure_backoff, recovery_spacing, with_jitter};
+use super::cert::{CertError, CertLogin};
 use super::jwt::{JwtChecks, JwtError};
 use super::login::{Authenticator, JwtFileLogin};
 use super::oauth2::{OAuth2Error, OAuth2Login};
@@ -41,6 +42,7 @@ const MAX_LEASE: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 pub enum AuthError {
     Jwt(JwtError),
     OAuth2(OAuth2Error),
+    Cert(CertError),
     OpenBao(OpenBaoError),
     LeaseTooShort,
     Timeout,
@@ -53,6 +55,7 @@ impl AuthError {
         match self {
             Self::Jwt(e) => e.status(),
             Self::OAuth2(e) => e.status(),
+            Self::Cert(e) => e.status(),
             Self::OpenBao(_) | Self::LeaseTooShort => "auth_failed",
             Self::Timeout | Self::Unavailable => "error",
         }
@@ -75,9 +78,11 @@ impl AuthError {
                 _ => ErrorClass::AuthUnavailable,
             },
             Self::Timeout => ErrorClass::Timeout,
-            Self::Jwt(_) | Self::OAuth2(_) | Self::LeaseTooShort | Self::Unavailable => {
-                ErrorClass::AuthUnavailable
-            }
+            Self::Jwt(_)
+            | Self::OAuth2(_)
+            | Self::Cert(_)
+            | Self::LeaseTooShort
+            | Self::Unavailable => ErrorClass::AuthUnavailable,
         }
     }
 }
@@ -87,6 +92,7 @@ impl fmt::Display for AuthError {
         match self {
             Self::Jwt(e) => write!(f, "auth failed: {e}"),
             Self::OAuth2(e) => write!(f, "auth failed: {e}"),
+            Self::Cert(e) => write!(f, "auth failed: {e}"),
             Self::OpenBao(e) => write!(f, "auth failed: {e}"),
             Self::LeaseTooShort => {
                 f.write_str("auth failed: token lease duration must exceed login-before-expiry")
@@ -189,6 +195,17 @@ impl TokenManager {
         Self::with_backend(backend, refresh)
     }
 
+    /// A manager that logs in with the PKCS#11 certificate (`auth.method: cert`);
+    /// only the timing fields of `settings` apply.
+    pub fn with_cert(login: CertLogin, settings: &TokenSettings) -> Arc<Self> {
+        let refresh = Refresh {
+            login_before_expiry: settings.login_before_expiry,
+            renewal_increment: settings.renewal_increment,
+            login_timeout: settings.login_timeout,
+        };
+        Self::with_backend(Box::new(login), refresh)
+    }
+
     fn with_backend(backend: Box<dyn Authenticator>, refresh: Refresh) -> Arc<Self> {
         Arc::new(Self {
             core: Arc::new(Core {
@@ -258,6 +275,10 @@ impl TokenSource for TokenManager {
             Ok(fresh) if fresh != *rejected => Some(fresh),
             _ => None,
         }
+    }
+
+    fn certificate_ttl(&self) -> Option<Duration> {
+        self.core.backend.certificate_ttl()
     }
 
     fn token_ttl(&self) -> Option<Duration> {

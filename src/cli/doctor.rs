@@ -14,8 +14,9 @@ use super::{
     EXIT_CHECK_FAILED, EXIT_CONFIG, EXIT_OK, Failure, Global, output_format, runtime, write_stdout,
 };
 use crate::assemble::{
-    self, AssembleError, http_client, keeper_settings, scope_of, token_manager, token_settings,
+    self, http_client, keeper_settings, scope_of, token_manager, token_settings,
 };
+use crate::auth::cert::{check_chain, check_signer, open_token, read_chain};
 use crate::auth::{AuthError, OAuth2Error, read_client_secret, read_jwt_file, validate_claims};
 use crate::clock::unix_now;
 use crate::config::{
@@ -310,24 +311,84 @@ fn local_auth(report: &mut Report, config: &Config) -> bool {
             );
             status == CheckStatus::Pass
         }
-        (AuthMethod::Cert, _) => {
+        (AuthMethod::Cert, _) => local_cert(report, config),
+    }
+}
+
+/// Checks 4 for cert auth: the token (PIN file, module, key pair), the
+/// certificate chain, then the leaf key against the token key with a probe.
+fn local_cert(report: &mut Report, config: &Config) -> bool {
+    const SIGNER: (&str, &str) = ("auth.cert.signer", "Certificate signer");
+    let token = match open_token(&assemble::pkcs11_settings(config)) {
+        Ok(token) => {
+            report.push(
+                "auth.cert.pkcs11",
+                "PKCS#11 certificate source",
+                CheckStatus::Pass,
+                "token opened and key pair found",
+            );
+            Some(token)
+        }
+        Err(e) => {
             report.push(
                 "auth.cert.pkcs11",
                 "PKCS#11 certificate source",
                 CheckStatus::Fail,
-                AssembleError::CertAuthUnavailable.to_string(),
+                e.to_string(),
             );
-            for (id, title) in [
-                ("auth.cert.local", "Certificate identity"),
-                ("auth.cert.signer", "Certificate signer"),
-            ] {
-                report.push(
-                    id,
-                    title,
-                    CheckStatus::Skip,
-                    "PKCS#11 certificate source failed",
-                );
-            }
+            None
+        }
+    };
+    let settings = assemble::cert_login_settings(config);
+    let leaf = read_chain(&settings.certificate_file)
+        .and_then(|chain| check_chain(&chain, settings.checks, unix_now()));
+    let leaf = match leaf {
+        Ok(leaf) => {
+            report.push(
+                "auth.cert.local",
+                "Certificate identity",
+                CheckStatus::Pass,
+                "chain readable and locally valid",
+            );
+            leaf
+        }
+        Err(e) => {
+            report.push(
+                "auth.cert.local",
+                "Certificate identity",
+                CheckStatus::Fail,
+                e.to_string(),
+            );
+            report.push(
+                SIGNER.0,
+                SIGNER.1,
+                CheckStatus::Skip,
+                "certificate identity failed",
+            );
+            return false;
+        }
+    };
+    let Some(token) = token else {
+        report.push(
+            SIGNER.0,
+            SIGNER.1,
+            CheckStatus::Skip,
+            "PKCS#11 certificate source failed",
+        );
+        return false;
+    };
+    match check_signer(&token, &leaf) {
+        Ok(()) => {
+            report.push(
+                SIGNER.0,
+                SIGNER.1,
+                CheckStatus::Pass,
+                "token key matches the leaf and signs",
+            );
+            true
+        }
+        Err(e) => {
+            report.push(SIGNER.0, SIGNER.1, CheckStatus::Fail, e.to_string());
             false
         }
     }
@@ -404,7 +465,21 @@ async fn remote_checks(report: &mut Report, config: &Config, kind: Kind) {
 
     // A fresh manager: its first token() is a forced login with the JWT
     // re-read and re-checked, exactly as the provider would log in.
-    let tokens = token_manager(config, &http);
+    let tokens = match config.auth.method {
+        AuthMethod::Jwt => token_manager(config, &http),
+        AuthMethod::Cert => match assemble::cert_token_manager(config, None) {
+            Ok(tokens) => tokens,
+            Err(e) => {
+                report.push(
+                    AUTH_ID,
+                    auth_title(config),
+                    CheckStatus::Fail,
+                    e.to_string(),
+                );
+                return;
+            }
+        },
+    };
     let oauth2 =
         config.auth.method == AuthMethod::Jwt && config.auth.jwt.source == JwtSource::OAuth2;
     let login = tokens.token().await;
@@ -438,7 +513,10 @@ async fn remote_checks(report: &mut Report, config: &Config, kind: Kind) {
                 AUTH_ID,
                 auth_title(config),
                 CheckStatus::Pass,
-                "authenticated with configured JWT role",
+                match config.auth.method {
+                    AuthMethod::Jwt => "authenticated with configured JWT role",
+                    AuthMethod::Cert => "authenticated with the configured certificate",
+                },
             );
             token
         }

@@ -90,6 +90,10 @@ pub struct Gauges {
     pub rotation_state: &'static str,
     pub persistence_degraded: bool,
     pub auth_method: &'static str,
+    /// `pkcs11` with cert auth, `none` otherwise.
+    pub certificate_source: &'static str,
+    /// Seconds left on the leaf of the last cert login (0 without cert auth).
+    pub certificate_ttl_seconds: f64,
     /// Every reason Status is unhealthy right now (empty when healthy).
     pub unhealthy_reasons: Vec<&'static str>,
 }
@@ -200,7 +204,7 @@ impl Collector for StateCollector {
             e,
             "certificate_ttl_seconds",
             "Seconds left on the cert-auth client certificate (0 without cert auth)",
-            0.0,
+            g.certificate_ttl_seconds.max(0.0),
         )?;
         let hash: Vec<_> = g
             .active_key_id_hash
@@ -273,7 +277,7 @@ impl Collector for StateCollector {
             e,
             "certificate_source_info",
             "The client certificate source",
-            &[(vec![("source", "none".to_owned())], 1.0)],
+            &[(vec![("source", g.certificate_source.to_owned())], 1.0)],
         )?;
         let b = &self.build;
         labelled_gauges(
@@ -540,6 +544,7 @@ mod tests {
                 key_version: 3,
                 rotation_state: "pending",
                 auth_method: "jwt",
+                certificate_source: "none",
                 unhealthy_reasons: vec!["profile_invalid", "deep_probe_failed"],
                 ..Gauges::default()
             }

@@ -1,4 +1,4 @@
-//! OpenBao auth endpoints: JWT login and token renew-self.
+//! OpenBao auth endpoints: JWT login, cert login and token renew-self.
 
 use super::error::{ErrorClass, OpenBaoError, Operation};
 use super::http::{Call, HttpClient};
@@ -66,6 +66,37 @@ impl AuthApi {
                     path: &format!("{mount}/login"),
                     token: None,
                     body: Some(body.to_vec()),
+                    limit: AUTH_LIMIT,
+                },
+                timeout,
+            )
+            .await?;
+        grant(op, &answer.body, true)
+    }
+
+    /// `POST /v1/<mount>/login` with `{"name"}` (omitted when empty); the
+    /// client certificate is this client's TLS identity.
+    pub async fn cert_login(
+        &self,
+        mount: &str,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<AuthGrant, OpenBaoError> {
+        let op = Operation::CertLogin;
+        let body = if name.is_empty() {
+            serde_json::json!({})
+        } else {
+            serde_json::json!({ "name": name })
+        };
+        let answer = self
+            .http
+            .send(
+                Call {
+                    op,
+                    method: Method::POST,
+                    path: &format!("{mount}/login"),
+                    token: None,
+                    body: Some(serde_json::to_vec(&body).unwrap_or_default()),
                     limit: AUTH_LIMIT,
                 },
                 timeout,

@@ -9,6 +9,7 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
     JwtLogin,
+    CertLogin,
     TokenRenewSelf,
     TransitMetadataRead,
     TransitDisableUpsertRead,
@@ -21,6 +22,7 @@ impl Operation {
     pub fn label(self) -> &'static str {
         match self {
             Self::JwtLogin => "jwt_login",
+            Self::CertLogin => "cert_login",
             Self::TokenRenewSelf => "token_renew_self",
             Self::TransitMetadataRead => "transit_metadata_read",
             Self::TransitDisableUpsertRead => "transit_disable_upsert_read",
@@ -33,6 +35,7 @@ impl Operation {
     pub fn name(self) -> &'static str {
         match self {
             Self::JwtLogin => "jwt login",
+            Self::CertLogin => "cert login",
             Self::TokenRenewSelf => "token renew self",
             Self::TransitMetadataRead => "transit metadata read",
             Self::TransitDisableUpsertRead => "transit disable_upsert read",

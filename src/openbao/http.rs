@@ -86,6 +86,26 @@ pub struct Answer {
 
 impl HttpClient {
     pub fn new(address: &str, namespace: &str, tls: &TlsSettings<'_>) -> Result<Self, BuildError> {
+        Self::build(address, namespace, tls, None)
+    }
+
+    /// A client that presents the certificate `resolver` picks on every
+    /// handshake (the cert-auth client; Transit's client presents none).
+    pub fn with_client_cert(
+        address: &str,
+        namespace: &str,
+        tls: &TlsSettings<'_>,
+        resolver: Arc<dyn rustls::client::ResolvesClientCert>,
+    ) -> Result<Self, BuildError> {
+        Self::build(address, namespace, tls, Some(resolver))
+    }
+
+    fn build(
+        address: &str,
+        namespace: &str,
+        tls: &TlsSettings<'_>,
+        client_cert: Option<Arc<dyn rustls::client::ResolvesClientCert>>,
+    ) -> Result<Self, BuildError> {
         let uri: Uri = address.parse().map_err(|_| BuildError::BadAddress)?;
         if uri.scheme_str() != Some("https") || uri.authority().is_none() || uri.query().is_some() {
             return Err(BuildError::BadAddress);
@@ -108,11 +128,14 @@ impl HttpClient {
         let server_name = rustls::pki_types::ServerName::try_from(tls.server_name.to_owned())
             .map_err(|_| BuildError::BadServerName)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|_| BuildError::BadServerName)?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .with_root_certificates(roots);
+        let config = match client_cert {
+            Some(resolver) => builder.with_client_cert_resolver(resolver),
+            None => builder.with_no_client_auth(),
+        };
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);

@@ -23,4 +23,9 @@ pub trait TokenSource: Send + Sync {
 
     /// Remaining lifetime of the current token, for diagnostics.
     fn token_ttl(&self) -> Option<Duration>;
+
+    /// Remaining lifetime of the client certificate of the last cert login.
+    fn certificate_ttl(&self) -> Option<Duration> {
+        None
+    }
 }

@@ -7,7 +7,7 @@
 mod view;
 
 use crate::assemble::{AssembleError, build_info, build_transit_with, open_keeper};
-use crate::config::Config;
+use crate::config::{AuthMethod, Config};
 use crate::kms::proto::key_management_service_server::KeyManagementServiceServer;
 use crate::kms::{
     KmsService, Limits, MAX_MESSAGE_BYTES, SocketOptions, bind_socket, remove_socket, resolve_group,
@@ -102,6 +102,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         tokens: Arc::clone(transit.tokens()),
         prober: Arc::clone(&prober),
         max_staleness: config.status.status_max_staleness,
+        auth_method: config.auth.method.as_str(),
+        certificate_source: match config.auth.method {
+            AuthMethod::Cert => "pkcs11",
+            AuthMethod::Jwt => "none",
+        },
     });
     let discovery = Discovery::new(Arc::clone(&prober), config.status.probe_interval);
     tracing::info!(version = crate::identity::plugin_version(), "serve.start");

@@ -17,6 +17,9 @@ pub struct Parts {
     pub tokens: Arc<dyn TokenSource>,
     pub prober: Arc<Prober>,
     pub max_staleness: Duration,
+    /// `auth_method_info` and `certificate_source_info` labels.
+    pub auth_method: &'static str,
+    pub certificate_source: &'static str,
 }
 
 /// Filled in after construction, because metrics are needed to build the parts.
@@ -45,6 +48,7 @@ impl GaugeSource for LiveView {
             return Gauges {
                 rotation_state: "unknown",
                 auth_method: "jwt",
+                certificate_source: "none",
                 ..Gauges::default()
             };
         };
@@ -64,7 +68,12 @@ impl GaugeSource for LiveView {
             rotation_state: Self::rotation_state(parts),
             persistence_degraded: parts.prober.keeper().persistence_degraded(),
             unhealthy_reasons: parts.cache.reasons().iter().map(|r| r.as_str()).collect(),
-            auth_method: "jwt",
+            auth_method: parts.auth_method,
+            certificate_source: parts.certificate_source,
+            certificate_ttl_seconds: parts
+                .tokens
+                .certificate_ttl()
+                .map_or(0.0, |d| d.as_secs_f64()),
         }
     }
 }

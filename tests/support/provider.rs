@@ -51,6 +51,14 @@ pub struct Setup {
     pub fault: Option<&'static str>,
     /// `auth.jwt.source: oauth2` against a test issuer instead of the JWT file.
     pub oauth2: Option<OAuth2Setup>,
+    /// Replaces the JWT `auth:` block (e.g. [`super::pkcs11::auth_yaml`]).
+    pub auth_yaml: Option<String>,
+    /// Environment the provider inherits besides nothing (it runs with
+    /// `env_clear`), e.g. `SOFTHSM2_CONF`.
+    pub env: Vec<(String, String)>,
+    /// Secrets its output must never contain besides the lab's (a PIN, a
+    /// private key).
+    pub secrets: Known,
 }
 
 /// A loopback port that was free a moment ago.
@@ -98,6 +106,9 @@ impl Setup {
             jwt_claims: Claims::valid_for(Duration::from_secs(3600)),
             fault: None,
             oauth2: None,
+            auth_yaml: None,
+            env: Vec::new(),
+            secrets: Known::default(),
         }
     }
 }
@@ -114,6 +125,8 @@ pub struct Provider {
     stderr: PathBuf,
     pub exit: Option<ExitStatus>,
     fault: Option<&'static str>,
+    env: Vec<(String, String)>,
+    secrets: Known,
     /// What the leak scan must know: the lab's audit log (every token it
     /// issued) and every JWT the lab minted.
     audit_log: PathBuf,
@@ -182,12 +195,7 @@ openbao:
   tlsServerName: {server_name}
   instanceId: bao-test-a
   timeout: {timeout}
-auth:
-  method: jwt
-  loginBeforeTokenExpiry: {login_before}
-  tokenRenewalIncrement: {renewal}
-  jwt:
-{jwt_block}transit:
+{auth}transit:
   mountPath: {mount}
   keyName: {key}
   keyIdScope:
@@ -217,6 +225,10 @@ logging:
         ca = ca.display(),
         server_name = setup.tls_server_name,
         timeout = setup.timeout,
+        auth = setup
+            .auth_yaml
+            .clone()
+            .unwrap_or_else(|| jwt_auth(setup, jwt_block)),
         mount = TRANSIT_MOUNT,
         key = KEY_NAME,
         cluster = setup.cluster_id,
@@ -227,8 +239,6 @@ logging:
         stale = setup.max_staleness,
         state = state.display(),
         level = setup.log_level,
-        login_before = setup.login_before_expiry,
-        renewal = setup.renewal_increment,
         activation = setup.activation_delay,
         metrics = setup.metrics_address,
         correlation = setup.correlation.map_or(String::new(), |(incident, ttl)| format!(
@@ -236,6 +246,20 @@ logging:
         )),
         health = setup.health_address,
         stable = setup.stable_count,
+    )
+}
+
+/// The JWT `auth:` block around `jwt_block` (the file or the OAuth2 source).
+fn jwt_auth(setup: &Setup, jwt_block: &str) -> String {
+    format!(
+        r#"auth:
+  method: jwt
+  loginBeforeTokenExpiry: {login_before}
+  tokenRenewalIncrement: {renewal}
+  jwt:
+{jwt_block}"#,
+        login_before = setup.login_before_expiry,
+        renewal = setup.renewal_increment,
     )
 }
 
@@ -281,6 +305,8 @@ impl Provider {
             stderr: files.path().join("stderr.log"),
             exit: None,
             fault: setup.fault,
+            env: setup.env.clone(),
+            secrets: setup.secrets.clone(),
             audit_log: lab.audit_log(),
             lab_jwts: lab.minted_jwts(),
             oauth2,
@@ -309,6 +335,7 @@ impl Provider {
         if let Some(fault) = self.fault {
             command.env("BAO_KMS_FAULT", fault);
         }
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         let child = command
             .stdin(Stdio::null())
             .stdout(stdout)
@@ -426,6 +453,7 @@ impl Provider {
             ..Known::default()
         }
         .merge(leaks::audited(&self.audit_log))
+        .merge(self.secrets.clone())
     }
 
     /// The classes of secret in everything the process wrote; what `Drop`
@@ -465,6 +493,7 @@ impl Provider {
             .arg("--config")
             .arg(&self.config)
             .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .expect("run the CLI");
         (
