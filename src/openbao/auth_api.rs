@@ -57,21 +57,7 @@ impl AuthApi {
             serde_json::to_vec(&serde_json::json!({ "role": role, "jwt": jwt.expose() }))
                 .unwrap_or_default(),
         );
-        let answer = self
-            .http
-            .send(
-                Call {
-                    op,
-                    method: Method::POST,
-                    path: &format!("{mount}/login"),
-                    token: None,
-                    body: Some(body.to_vec()),
-                    limit: AUTH_LIMIT,
-                },
-                timeout,
-            )
-            .await?;
-        grant(op, &answer.body, true)
+        self.post_login(op, mount, body.to_vec(), timeout).await
     }
 
     /// `POST /v1/<mount>/login` with `{"name"}` (omitted when empty); the
@@ -88,6 +74,23 @@ impl AuthApi {
         } else {
             serde_json::json!({ "name": name })
         };
+        self.post_login(
+            op,
+            mount,
+            serde_json::to_vec(&body).unwrap_or_default(),
+            timeout,
+        )
+        .await
+    }
+
+    /// `POST /v1/<mount>/login` without a token; the answer must carry a grant.
+    async fn post_login(
+        &self,
+        op: Operation,
+        mount: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<AuthGrant, OpenBaoError> {
         let answer = self
             .http
             .send(
@@ -96,7 +99,7 @@ impl AuthApi {
                     method: Method::POST,
                     path: &format!("{mount}/login"),
                     token: None,
-                    body: Some(serde_json::to_vec(&body).unwrap_or_default()),
+                    body: Some(body),
                     limit: AUTH_LIMIT,
                 },
                 timeout,
