@@ -4,19 +4,15 @@
 //! mis-targeted token before it is sent, with messages that name the failed
 //! claim but never its value.
 
+use super::secret_file::{FileError, read_strict};
 use crate::secret::SecretString;
 use base64::Engine as _;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use std::fmt;
-use std::fs::File;
-use std::io::Read as _;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::Duration;
 
 const MAX_JWT_BYTES: u64 = 1024 * 1024;
-/// Group write/execute and any world access (`config-cli-auth.md` §3.2).
-const UNSAFE_MODE_BITS: u32 = 0o037;
 
 /// Why the JWT could not be used. Messages never contain claim values or paths.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,45 +65,15 @@ impl fmt::Display for JwtError {
 
 impl std::error::Error for JwtError {}
 
-fn check_metadata(meta: &std::fs::Metadata) -> Result<(), JwtError> {
-    if !meta.file_type().is_file() {
-        return Err(JwtError::ReadFailed);
-    }
-    if meta.mode() & UNSAFE_MODE_BITS != 0 {
-        return Err(JwtError::UnsafePermissions);
-    }
-    Ok(())
-}
-
 /// Reads the JWT file, refusing symlinks, non-regular files, unsafe modes and
 /// a file swapped between the checks and the open.
 pub fn read_jwt_file(path: &Path) -> Result<SecretString, JwtError> {
-    if !path.is_absolute() {
-        return Err(JwtError::ReadFailed);
-    }
-    let before = std::fs::symlink_metadata(path).map_err(|_| JwtError::ReadFailed)?;
-    check_metadata(&before)?;
-    let file = File::options()
-        .read(true)
-        .custom_flags((nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits())
-        .open(path)
-        .map_err(|_| JwtError::ReadFailed)?;
-    let opened = file.metadata().map_err(|_| JwtError::ReadFailed)?;
-    check_metadata(&opened)?;
-    let after = std::fs::symlink_metadata(path).map_err(|_| JwtError::ReadFailed)?;
-    check_metadata(&after)?;
-    let same =
-        |a: &std::fs::Metadata, b: &std::fs::Metadata| a.dev() == b.dev() && a.ino() == b.ino();
-    if !same(&before, &opened) || !same(&opened, &after) {
-        return Err(JwtError::Changed);
-    }
-    let mut raw = zeroize::Zeroizing::new(Vec::new());
-    file.take(MAX_JWT_BYTES + 1)
-        .read_to_end(&mut raw)
-        .map_err(|_| JwtError::ReadFailed)?;
-    if raw.len() as u64 > MAX_JWT_BYTES {
-        return Err(JwtError::TooLarge);
-    }
+    let raw = read_strict(path, MAX_JWT_BYTES).map_err(|e| match e {
+        FileError::Unreadable => JwtError::ReadFailed,
+        FileError::UnsafePermissions => JwtError::UnsafePermissions,
+        FileError::Changed => JwtError::Changed,
+        FileError::TooLarge => JwtError::TooLarge,
+    })?;
     let text = std::str::from_utf8(&raw)
         .map_err(|_| JwtError::Malformed)?
         .trim();

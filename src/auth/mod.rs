@@ -9,6 +9,7 @@ pub mod cert;
 mod jwt;
 mod login;
 mod oauth2;
+mod secret_file;
 mod token;
 
 pub use jwt::{JwtChecks, JwtError, read_jwt_file, validate_claims};

@@ -6,7 +6,7 @@
 //! a precise local reason; they never print subjects, serials or paths.
 
 use super::CertError;
-use super::files::read_strict;
+use crate::auth::secret_file::read_strict;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::{PemObject as _, SectionKind};
 use std::path::Path;

@@ -5,14 +5,13 @@
 //! `modulePath` at run time, so the default build serves this method.
 
 mod chain;
-mod files;
 mod hsm;
 mod login;
 mod pin;
 mod signer;
 
+pub use super::secret_file::FileError;
 pub use chain::{CertChecks, CheckedLeaf, check_chain, read_chain};
-pub use files::FileError;
 pub use hsm::{Lease, Pkcs11Settings, Token};
 pub use login::{CertLogin, CertLoginSettings, check_credential, check_signer, open_token};
 pub use pin::read_pin;

@@ -4,7 +4,7 @@
 //! reference) and lives in a redacting, zeroizing [`SecretString`].
 
 use super::CertError;
-use super::files::read_strict;
+use crate::auth::secret_file::read_strict;
 use crate::secret::SecretString;
 use std::path::Path;
 

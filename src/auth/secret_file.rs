@@ -1,9 +1,8 @@
-//! The strict reader for the PIN and certificate files (`config-cli-auth.md`
-//! §3.4): absolute path, no symlink, a regular file without group-write or
-//! any world bits, the same inode before, at and after the open, and a size cap.
-//!
-//! The JWT reader applies the same rules with its own error type; these two
-//! files share one because their failures map to the same cert error family.
+//! The strict reader for credential files: the JWT file (`config-cli-auth.md`
+//! §3.2), the PIN and certificate files (§3.4). Absolute path, no symlink, a
+//! regular file without group-write or any world bits, the same inode before,
+//! at and after the open (opened non-blocking, so a FIFO swapped in cannot
+//! hang it), and a size cap. Callers map [`FileError`] to their own errors.
 
 use std::fs::{File, Metadata};
 use std::io::Read as _;
