@@ -2,17 +2,19 @@
 //! per test, certificates from an rcgen CA, OpenBao's cert auth method on the
 //! lab's TLS listener, and the provider binary over its real socket.
 //!
-//! The attacks (expired leaf, a leaf for another key, a CA OpenBao does not
-//! trust, a wrong PIN, a world-readable PIN file) run through `doctor` and
-//! `serve`, which share the login code; pool exhaustion runs the library in a
-//! child process, because the module reads `SOFTHSM2_CONF` from the process
-//! environment and these tests may not set variables in their own.
+//! The attacks (expired leaf, a SHA-1-signed leaf, a leaf for another key, a
+//! CA OpenBao does not trust, a wrong PIN, a world-readable PIN file) run
+//! through `doctor` and `serve`, which share the login code; pool exhaustion
+//! and the two RSA schemes run the library in a child process, because the
+//! module reads `SOFTHSM2_CONF` from the process environment and these tests
+//! may not set variables in their own.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
-use bao_kms_provider::auth::cert::{CertError, Pkcs11Settings, Token, open_token, sign_p256};
+use bao_kms_provider::auth::cert::{CertError, Pkcs11Settings, PublicKey, Token, open_token, sign};
+use rustls::SignatureScheme;
 use serde_json::Value;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -21,8 +23,8 @@ use support::http::{http, value};
 use support::kms::{decrypt, encrypt, try_encrypt};
 use support::openbao::Lab;
 use support::pkcs11::{
-    CERT_MOUNT, CERT_ROLE, CLIENT_CN, Ca, KEY_LABEL, MODULE, RENEWED_CN, SoftHsm, TOKEN_LABEL,
-    auth_yaml, chmod,
+    CERT_MOUNT, CERT_ROLE, CLIENT_CN, Ca, KEY_LABEL, KeyKind, MODULE, RENEWED_CN, SoftHsm,
+    TOKEN_LABEL, auth_yaml, chmod,
 };
 use support::provider::{Provider, Setup};
 
@@ -224,6 +226,39 @@ async fn doctor_passes_every_cert_check_and_logs_in() {
     }
 }
 
+/// An RSA key in the token: OpenBao negotiates TLS 1.3, so the handshake's
+/// CertificateVerify is RSA-PSS made in the token; doctor's probe agrees.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_rsa_key_logs_in_with_pss_signatures_made_in_the_token() {
+    let ca = Ca::new("kms-client-ca");
+    let lab = lab_trusting(&ca, "1h");
+    let hsm = SoftHsm::with_key(KeyKind::Rsa2048);
+    hsm.install_cert(&ca.leaf(hsm.key(), CLIENT_CN, 2090));
+    let provider = Provider::start(&lab, &setup(&lab, &hsm, 2));
+    let mut client = provider.client().await;
+    let sealed = encrypt(&mut client, 1).await;
+    assert_eq!(
+        decrypt(&mut client, &sealed).await.unwrap(),
+        support::marked_seed(1)
+    );
+    assert_eq!(lab_logins_as(&lab, CLIENT_CN), 1);
+    let (code, checks) = doctor(&provider, &hsm);
+    assert_eq!(code, 0, "{checks:?}");
+    assert_eq!(check(&checks, "auth.cert.signer").0, "pass");
+
+    // A leaf for a different RSA key is still caught before any login.
+    let other = SoftHsm::with_key(KeyKind::Rsa2048);
+    hsm.install_cert(&ca.leaf(other.key(), CLIENT_CN, 2090));
+    let (_, checks) = doctor(&provider, &hsm);
+    assert_eq!(
+        check(&checks, "auth.cert.signer"),
+        (
+            "fail",
+            "certificate public key does not match the pkcs11 key"
+        )
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn certificate_attacks_fail_with_bounded_reasons() {
     let ca = Ca::new("kms-client-ca");
@@ -238,6 +273,14 @@ async fn certificate_attacks_fail_with_bounded_reasons() {
     assert_eq!(
         check(&checks, "auth.cert.local"),
         ("fail", "certificate expired")
+    );
+
+    // Our key, but the CA signed it with ECDSA-SHA1.
+    hsm.install_cert(&ca.sha1_leaf(hsm.key(), CLIENT_CN, hsm.dir()));
+    let (_, checks) = doctor(&provider, &hsm);
+    assert_eq!(
+        check(&checks, "auth.cert.local"),
+        ("fail", "certificate weak signature")
     );
 
     // A valid leaf, but for a key the token does not hold.
@@ -321,14 +364,13 @@ async fn a_wrong_pin_and_an_unsafe_pin_file_are_refused_without_printing_the_pin
     assert!(logs.contains("pinFile"), "{logs}");
 }
 
-/// Pool exhaustion, run in a child process with the token's `SOFTHSM2_CONF`.
-#[test]
-fn an_exhausted_session_pool_fails_signing_within_the_bound_and_never_hangs() {
-    let hsm = SoftHsm::new();
+/// Runs the ignored test `child` in a child process with `hsm`'s
+/// `SOFTHSM2_CONF` and asserts it ran and passed.
+fn run_child(child: &str, hsm: &SoftHsm) {
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "pool_child", "--ignored", "--nocapture"])
+        .args(["--exact", child, "--ignored", "--nocapture"])
         .env("SOFTHSM2_CONF", &hsm.conf)
-        .env("POOL_PIN_FILE", &hsm.pin_file)
+        .env("CHILD_PIN_FILE", &hsm.pin_file)
         .output()
         .unwrap();
     let text = format!(
@@ -340,23 +382,37 @@ fn an_exhausted_session_pool_fails_signing_within_the_bound_and_never_hangs() {
     assert!(text.contains("1 passed"), "the child ran: {text}");
 }
 
-#[test]
-#[ignore = "run by an_exhausted_session_pool_fails_signing_within_the_bound_and_never_hangs"]
-fn pool_child() {
-    let settings = Pkcs11Settings {
+fn child_settings(max_sessions: u32) -> Pkcs11Settings {
+    Pkcs11Settings {
         module_path: MODULE.into(),
         token_label: TOKEN_LABEL.into(),
         key_label: KEY_LABEL.into(),
-        pin_file: std::env::var_os("POOL_PIN_FILE").unwrap().into(),
-        // One session is reserved: one signature at a time.
-        max_sessions: 2,
+        pin_file: std::env::var_os("CHILD_PIN_FILE").unwrap().into(),
+        max_sessions,
         session_wait: Duration::from_millis(300),
-    };
+    }
+}
+
+fn probe_sign(token: &Token, message: &[u8]) -> Result<Vec<u8>, CertError> {
+    sign(token, token.public_key().preferred_scheme(), message)
+}
+
+/// Pool exhaustion, run in a child process with the token's `SOFTHSM2_CONF`.
+#[test]
+fn an_exhausted_session_pool_fails_signing_within_the_bound_and_never_hangs() {
+    run_child("pool_child", &SoftHsm::new());
+}
+
+#[test]
+#[ignore = "run by an_exhausted_session_pool_fails_signing_within_the_bound_and_never_hangs"]
+fn pool_child() {
+    // One session is reserved: one signature at a time.
+    let settings = child_settings(2);
     let token = Arc::new(open_token(&settings).unwrap());
     let held = token.acquire().unwrap();
     let started = Instant::now();
     assert_eq!(
-        sign_p256(&token, b"x").unwrap_err(),
+        probe_sign(&token, b"x").unwrap_err(),
         CertError::NoUsableSession
     );
     let waited = started.elapsed();
@@ -369,7 +425,7 @@ fn pool_child() {
     let signers: Vec<_> = (0..8)
         .map(|_| {
             let token = Arc::clone(&token);
-            std::thread::spawn(move || sign_p256(&token, b"probe"))
+            std::thread::spawn(move || probe_sign(&token, b"probe"))
         })
         .collect();
     for signer in signers {
@@ -377,11 +433,41 @@ fn pool_child() {
     }
     // A pool of one reserved session only cannot sign at all.
     let none = Token::open(
-        &Pkcs11Settings {
-            max_sessions: 1,
-            ..settings
-        },
+        &child_settings(1),
         &bao_kms_provider::secret::SecretString::new(String::new()),
     );
     assert_eq!(none.unwrap_err(), CertError::NoUsableSession);
+}
+
+/// Both RSA schemes, signed in SoftHSM2 and verified with the public key
+/// alone: PSS (TLS 1.3 and OpenBao's choice in 1.2) and PKCS#1 v1.5 (what a
+/// TLS 1.2 server that offers no PSS gets), never ECDSA from an RSA key.
+#[test]
+fn rsa_signatures_made_in_the_token_verify_for_pss_and_pkcs1() {
+    run_child("rsa_child", &SoftHsm::with_key(KeyKind::Rsa2048));
+}
+
+#[test]
+#[ignore = "run by rsa_signatures_made_in_the_token_verify_for_pss_and_pkcs1"]
+fn rsa_child() {
+    let token = open_token(&child_settings(2)).unwrap();
+    let key = token.public_key().clone();
+    assert!(matches!(key, PublicKey::Rsa { ref modulus, .. } if modulus.len() == 256));
+    let message = b"TLS 1.3, client CertificateVerify";
+    for scheme in [
+        SignatureScheme::RSA_PSS_SHA256,
+        SignatureScheme::RSA_PKCS1_SHA256,
+    ] {
+        let signature = sign(&token, scheme, message).unwrap();
+        assert!(key.verifies(scheme, message, &signature), "{scheme:?}");
+        assert!(!key.verifies(scheme, b"another message", &signature));
+    }
+    // PSS is salted: two signatures of one message differ, both verify.
+    let a = sign(&token, SignatureScheme::RSA_PSS_SHA256, message).unwrap();
+    let b = sign(&token, SignatureScheme::RSA_PSS_SHA256, message).unwrap();
+    assert_ne!(a, b);
+    assert_eq!(
+        sign(&token, SignatureScheme::ECDSA_NISTP256_SHA256, message).unwrap_err(),
+        CertError::SignFailed
+    );
 }

@@ -919,7 +919,23 @@ struct Host {
     socket_dir: TempDir,
     bin: PathBuf,
     config: PathBuf,
-    jwt_text: String,
+    /// What the provider must never print (the JWT, the PIN).
+    secrets: Vec<String>,
+    /// Environment the provider runs with (the unit sets none).
+    env: Vec<(String, String)>,
+}
+
+/// Sets the value at `path` in a sample config, which must already have it.
+fn set(doc: &mut Value, path: &[&str], value: Value) {
+    let mut at = doc;
+    for key in path {
+        at = at.get_mut(*key).unwrap_or_else(|| panic!("no {path:?}"));
+    }
+    *at = value;
+}
+
+fn s(v: &str) -> Value {
+    Value::from(v.to_owned())
 }
 
 impl Host {
@@ -927,7 +943,47 @@ impl Host {
         self.socket_dir.path().join("kms.sock")
     }
 
+    /// The shipped JWT sample (`provider-systemd.yaml`) with a JWT file
+    /// `root:openbao-kms 0640`, as the hardening table has it.
     fn prepare(lab: &Lab, user: &Account, socket_group: &str) -> Host {
+        Host::prepare_sample(
+            lab,
+            user,
+            socket_group,
+            "deploy/config/provider-systemd.yaml",
+            |root, doc| {
+                let jwt = root.join("var/lib/openbao-kms/identity.jwt");
+                lab.write_jwt(
+                    &jwt,
+                    &support::jwt::Claims::valid_for(Duration::from_secs(3600)),
+                );
+                chown(&jwt, Some(0), Some(user.gid)).unwrap();
+                chmod(&jwt, 0o640);
+                set(doc, &["auth", "jwt", "mountPath"], s(JWT_MOUNT));
+                set(doc, &["auth", "jwt", "role"], s(ROLE));
+                set(doc, &["auth", "jwt", "jwtFile"], s(jwt.to_str().unwrap()));
+                set(doc, &["auth", "jwt", "expectedIssuer"], s(ISSUER));
+                set(
+                    doc,
+                    &["auth", "jwt", "expectedAudience"],
+                    Value::Sequence(vec![s(AUDIENCE)]),
+                );
+                set(doc, &["auth", "jwt", "expectedSubject"], s(SUBJECT));
+                (vec![fs::read_to_string(&jwt).unwrap()], Vec::new())
+            },
+        )
+    }
+
+    /// A host laid out from the shipped `sample`; `auth` stages the
+    /// credentials below the root, edits the `auth` block and returns the
+    /// secrets and the environment.
+    fn prepare_sample(
+        lab: &Lab,
+        user: &Account,
+        socket_group: &str,
+        sample: &str,
+        auth: impl FnOnce(&Path, &mut Value) -> (Vec<String>, Vec<(String, String)>),
+    ) -> Host {
         let run_base = Path::new("/run/openbao-kms");
         fs::create_dir_all(run_base).unwrap();
         assert!(
@@ -956,29 +1012,13 @@ impl Host {
         let ca = p("etc/openbao-kms/tls/ca.crt");
         fs::copy(lab.ca_file(), &ca).unwrap();
         chmod(&ca, 0o644);
-        let jwt = p("var/lib/openbao-kms/identity.jwt");
-        lab.write_jwt(
-            &jwt,
-            &support::jwt::Claims::valid_for(Duration::from_secs(3600)),
-        );
-        chown(&jwt, Some(0), Some(user.gid)).unwrap();
-        chmod(&jwt, 0o640);
-        let jwt_text = fs::read_to_string(&jwt).unwrap();
 
         let socket_dir = TempDir::new_in(run_base, "bkp-test");
         let state = p("var/lib/openbao-kms/state/key-registry.json");
         let socket = socket_dir.path().join("kms.sock");
 
-        // The shipped systemd sample, pointed at this lab and this host.
-        let mut doc = yaml("deploy/config/provider-systemd.yaml");
-        let set = |doc: &mut Value, path: &[&str], value: Value| {
-            let mut at = doc;
-            for key in path {
-                at = at.get_mut(*key).unwrap_or_else(|| panic!("no {path:?}"));
-            }
-            *at = value;
-        };
-        let s = |v: &str| Value::from(v.to_owned());
+        // The shipped sample, pointed at this lab and this host.
+        let mut doc = yaml(sample);
         set(
             &mut doc,
             &["server", "socketPath"],
@@ -995,20 +1035,7 @@ impl Host {
             s(ca.to_str().unwrap()),
         );
         set(&mut doc, &["openbao", "tlsServerName"], s("localhost"));
-        set(&mut doc, &["auth", "jwt", "mountPath"], s(JWT_MOUNT));
-        set(&mut doc, &["auth", "jwt", "role"], s(ROLE));
-        set(
-            &mut doc,
-            &["auth", "jwt", "jwtFile"],
-            s(jwt.to_str().unwrap()),
-        );
-        set(&mut doc, &["auth", "jwt", "expectedIssuer"], s(ISSUER));
-        set(
-            &mut doc,
-            &["auth", "jwt", "expectedAudience"],
-            Value::Sequence(vec![s(AUDIENCE)]),
-        );
-        set(&mut doc, &["auth", "jwt", "expectedSubject"], s(SUBJECT));
+        let (secrets, env) = auth(root.path(), &mut doc);
         set(&mut doc, &["transit", "mountPath"], s(TRANSIT_MOUNT));
         set(&mut doc, &["transit", "keyName"], s(KEY_NAME));
         set(&mut doc, &["state", "path"], s(state.to_str().unwrap()));
@@ -1023,7 +1050,8 @@ impl Host {
             socket_dir,
             bin,
             config,
-            jwt_text,
+            secrets,
+            env,
         }
     }
 
@@ -1049,6 +1077,7 @@ impl Host {
             .arg(&self.bin)
             .args(args)
             .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         cmd
     }
@@ -1264,7 +1293,115 @@ fn a_non_root_provider_serves_its_socket_group_and_nobody_else() {
     let logs = served.logs();
     assert!(logs.contains("serve.ready"), "{logs}");
     assert!(
-        support::secrets_in(&logs, &[&host.jwt_text]).is_empty(),
+        support::secrets_in(
+            &logs,
+            &host.secrets.iter().map(String::as_str).collect::<Vec<_>>()
+        )
+        .is_empty(),
         "provider output leaked a secret"
+    );
+}
+
+/// The shipped PKCS#11 sample (`provider-systemd-pkcs11.yaml`) as it is,
+/// but for the lab's address, cert role and token labels: a SoftHSM2 token
+/// owned by the provider's user (as the `softhsm` group grants on a host),
+/// PIN and certificate files `root:openbao-kms 0640`, the module path the
+/// sample ships. Logs in with OpenBao cert auth and serves its socket group.
+#[test]
+fn a_non_root_provider_logs_in_with_the_shipped_pkcs11_config() {
+    use support::pkcs11::{
+        CERT_MOUNT, CERT_ROLE, CLIENT_CN, Ca, KEY_LABEL, MODULE, SoftHsm, TOKEN_LABEL,
+    };
+    let ca = Ca::new("kms-client-ca");
+    let lab = Lab::start();
+    lab.enable_cert_auth(CERT_MOUNT, CERT_ROLE, &ca.pem, CLIENT_CN, "1h");
+    let hsm = SoftHsm::new();
+    let mut accounts = Accounts::new();
+    let (socket_group, socket_gid) = accounts.group("sock");
+    let provider = accounts.user("prov", &[&socket_group]);
+    let member = accounts.user("peer", &[&socket_group]);
+    let shipped = yaml("deploy/config/provider-systemd-pkcs11.yaml");
+    assert_eq!(
+        shipped["auth"]["cert"]["pkcs11"]["modulePath"].as_str(),
+        Some(MODULE),
+        "the sample names Debian's SoftHSM2 module"
+    );
+    let host = Host::prepare_sample(
+        &lab,
+        &provider,
+        &socket_group,
+        "deploy/config/provider-systemd-pkcs11.yaml",
+        |root, doc| {
+            let staged = |rel: &str, text: &str| {
+                let path = root.join(rel);
+                let dir = path.parent().unwrap();
+                fs::create_dir_all(dir).unwrap();
+                chown(dir, Some(0), Some(provider.gid)).unwrap();
+                chmod(dir, 0o750);
+                fs::write(&path, text).unwrap();
+                chown(&path, Some(0), Some(provider.gid)).unwrap();
+                chmod(&path, 0o640);
+                path
+            };
+            let pin = staged("etc/openbao-kms/pkcs11/pin", &format!("{}\n", hsm.pin));
+            let chain = staged(
+                "etc/openbao-kms/client/client-chain.pem",
+                &ca.leaf(hsm.key(), CLIENT_CN, 2090),
+            );
+            run(Command::new("chown")
+                .arg("-R")
+                .arg(format!("{}:{}", provider.uid, provider.gid))
+                .arg(hsm.dir()));
+            let cert = ["auth", "cert"];
+            let p11 = ["auth", "cert", "pkcs11"];
+            set(doc, &[cert[0], cert[1], "mountPath"], s(CERT_MOUNT));
+            set(doc, &[cert[0], cert[1], "name"], s(CERT_ROLE));
+            set(
+                doc,
+                &[p11[0], p11[1], p11[2], "certificateFile"],
+                s(chain.to_str().unwrap()),
+            );
+            set(
+                doc,
+                &[p11[0], p11[1], p11[2], "pinFile"],
+                s(pin.to_str().unwrap()),
+            );
+            set(doc, &[p11[0], p11[1], p11[2], "tokenLabel"], s(TOKEN_LABEL));
+            set(doc, &[p11[0], p11[1], p11[2], "keyLabel"], s(KEY_LABEL));
+            (
+                vec![hsm.pin.clone()],
+                vec![("SOFTHSM2_CONF".into(), hsm.conf.to_str().unwrap().into())],
+            )
+        },
+    );
+    host.socket_dir_as(provider.uid, socket_gid, 0o2750);
+    let mut served = host.serve_as(&provider, "serve");
+    served.wait_ready(&host.socket());
+    let (code, report) = host.probe_as(&member);
+    assert_eq!(code, Some(0), "{report:#}\n{}", served.logs());
+    for id in ["kms.status", "kms.encrypt", "kms.decrypt"] {
+        assert_eq!(check(&report, id)["status"], "pass", "{id}: {report:#}");
+    }
+    assert_eq!(
+        lab.audited_count(&format!("{CERT_MOUNT}/login")),
+        1,
+        "one cert login"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(served.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(
+        served.wait_exit(Duration::from_secs(30)).code(),
+        Some(0),
+        "{}",
+        served.logs()
+    );
+    let logs = served.logs();
+    assert!(logs.contains("serve.ready"), "{logs}");
+    assert!(
+        support::secrets_in(&logs, &[&hsm.pin]).is_empty(),
+        "provider output leaked the PIN"
     );
 }

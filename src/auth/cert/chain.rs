@@ -6,6 +6,7 @@
 //! a precise local reason; they never print subjects, serials or paths.
 
 use super::CertError;
+use super::public_key::PublicKey;
 use crate::auth::secret_file::read_strict;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::{PemObject as _, SectionKind};
@@ -23,8 +24,6 @@ const WEAK_SIGNATURES: &[&str] = &[
     "1.2.840.10040.4.3",
     "1.2.840.10045.4.1",
 ];
-const EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
-const P256_CURVE: &str = "1.2.840.10045.3.1.7";
 
 /// Time tolerances of the local checks (`auth.cert.*`).
 #[derive(Debug, Clone, Copy)]
@@ -38,8 +37,8 @@ pub struct CertChecks {
 pub struct CheckedLeaf {
     /// Unix seconds.
     pub not_after: i64,
-    /// The leaf's uncompressed P-256 public point.
-    pub public_point: Vec<u8>,
+    /// The leaf's public key.
+    pub public_key: PublicKey,
 }
 
 /// The chain in `path`, leaf first: only PEM `CERTIFICATE` blocks, at least one.
@@ -97,21 +96,9 @@ pub fn check_chain(
     if !usage {
         return Err(CertError::UsageInvalid);
     }
-    let spki = leaf.public_key();
-    let curve = spki
-        .algorithm
-        .parameters
-        .as_ref()
-        .and_then(|p| p.as_oid().ok())
-        .map(|oid| oid.to_id_string());
-    if spki.algorithm.algorithm.to_id_string() != EC_PUBLIC_KEY
-        || curve.as_deref() != Some(P256_CURVE)
-    {
-        return Err(CertError::KeyMismatch);
-    }
     Ok(CheckedLeaf {
         not_after,
-        public_point: spki.subject_public_key.data.to_vec(),
+        public_key: PublicKey::from_spki(leaf.public_key())?,
     })
 }
 
@@ -148,7 +135,7 @@ mod tests {
     fn validity_lifetime_and_usage_are_checked_in_order() {
         let ok = check_chain(&[leaf(true, (2029, 1, 1), (2031, 1, 1))], CHECKS, NOW).unwrap();
         assert_eq!(ok.not_after, 1_924_992_000);
-        assert_eq!(ok.public_point.len(), 65);
+        assert!(matches!(ok.public_key, super::PublicKey::EcP256(ref p) if p.len() == 65));
         let cases = [
             (
                 leaf(true, (2030, 6, 1), (2031, 1, 1)),

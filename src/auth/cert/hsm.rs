@@ -1,6 +1,6 @@
 //! The PKCS#11 token: module loaded with `dlopen` at run time, the token found
-//! by label, the user logged in once, the key pair found by label, and a
-//! bounded pool of signing sessions.
+//! by label, the user logged in once, the key pair (ECDSA P-256 or RSA) found
+//! by label, and a bounded pool of signing sessions.
 //!
 //! `maxSessions` counts one session reserved for the login state (PKCS#11
 //! login is per application and slot, held while any session is open), so
@@ -10,6 +10,7 @@
 //! bounded wait *before* the call is the only bound we can give.
 
 use super::CertError;
+use super::public_key::{P256_POINT_LEN, PublicKey};
 use crate::secret::SecretString;
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as P11Error, RvError};
@@ -24,8 +25,6 @@ use std::time::{Duration, Instant};
 
 /// DER of the named-curve OID prime256v1 (1.2.840.10045.3.1.7), as CKA_EC_PARAMS holds it.
 const P256_PARAMS: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-/// An uncompressed P-256 point: 0x04 || X || Y.
-const P256_POINT_LEN: usize = 65;
 
 /// Where the token and key are (`auth.cert.pkcs11.*`).
 #[derive(Debug, Clone)]
@@ -39,7 +38,7 @@ pub struct Pkcs11Settings {
     pub session_wait: Duration,
 }
 
-/// An open, logged-in token holding one ECDSA P-256 key pair.
+/// An open, logged-in token holding one supported key pair.
 pub struct Token {
     // Declared first so they close before the reserved login session.
     idle: Mutex<Vec<Session>>,
@@ -47,7 +46,7 @@ pub struct Token {
     /// Never used after `open`; a `Mutex` only because `Session` is not `Sync`.
     _login: Mutex<Session>,
     key: ObjectHandle,
-    public_point: Vec<u8>,
+    public_key: PublicKey,
     session_wait: Duration,
 }
 
@@ -92,10 +91,11 @@ impl Token {
         let label = Attribute::Label(settings.key_label.as_bytes().to_vec());
         let key = only_object(&login, ObjectClass::PRIVATE_KEY, &label)?;
         let public = only_object(&login, ObjectClass::PUBLIC_KEY, &label)?;
-        if key_type(&login, key)? != KeyType::EC {
-            return Err(CertError::KeyUnsupported);
-        }
-        let public_point = p256_point(&login, public)?;
+        let public_key = match key_type(&login, key)? {
+            KeyType::EC => p256_key(&login, public)?,
+            KeyType::RSA => rsa_key(&login, public)?,
+            _ => return Err(CertError::KeyUnsupported),
+        };
         let mut idle = Vec::new();
         for _ in 0..signing {
             idle.push(
@@ -108,14 +108,14 @@ impl Token {
             freed: Condvar::new(),
             _login: Mutex::new(login),
             key,
-            public_point,
+            public_key,
             session_wait: settings.session_wait,
         })
     }
 
-    /// The uncompressed public point of the token's key.
-    pub fn public_point(&self) -> &[u8] {
-        &self.public_point
+    /// The public half of the token's key.
+    pub fn public_key(&self) -> &PublicKey {
+        &self.public_key
     }
 
     /// A signing session, waiting at most the configured bound for one.
@@ -154,11 +154,11 @@ pub struct Lease<'a> {
 }
 
 impl Lease<'_> {
-    /// ECDSA over a SHA-256 `digest` (CKM_ECDSA): the raw `r || s`.
-    pub fn sign_digest(&self, digest: &[u8]) -> Result<Vec<u8>, CertError> {
+    /// Signs `data` with the token's private key under `mechanism`.
+    pub fn sign(&self, mechanism: &Mechanism<'_>, data: &[u8]) -> Result<Vec<u8>, CertError> {
         let session = self.session.as_ref().ok_or(CertError::NoUsableSession)?;
         session
-            .sign(&Mechanism::Ecdsa, self.token.key, digest)
+            .sign(mechanism, self.token.key, data)
             .map_err(|_| CertError::SignFailed)
     }
 }
@@ -188,10 +188,7 @@ fn only_object(
 }
 
 fn key_type(session: &Session, key: ObjectHandle) -> Result<KeyType, CertError> {
-    let attributes = session
-        .get_attributes(key, &[AttributeType::KeyType])
-        .map_err(|_| CertError::KeyUnsupported)?;
-    attributes
+    attributes(session, key, &[AttributeType::KeyType])?
         .into_iter()
         .find_map(|a| match a {
             Attribute::KeyType(t) => Some(t),
@@ -202,13 +199,14 @@ fn key_type(session: &Session, key: ObjectHandle) -> Result<KeyType, CertError> 
 
 /// The public point, unwrapped from the DER OCTET STRING that PKCS#11 v2.20+
 /// modules return (some older ones return it bare).
-fn p256_point(session: &Session, public: ObjectHandle) -> Result<Vec<u8>, CertError> {
-    let attributes = session
-        .get_attributes(public, &[AttributeType::EcParams, AttributeType::EcPoint])
-        .map_err(|_| CertError::KeyUnsupported)?;
+fn p256_key(session: &Session, public: ObjectHandle) -> Result<PublicKey, CertError> {
     let mut params = None;
     let mut point = None;
-    for attribute in attributes {
+    for attribute in attributes(
+        session,
+        public,
+        &[AttributeType::EcParams, AttributeType::EcPoint],
+    )? {
         match attribute {
             Attribute::EcParams(p) => params = Some(p),
             Attribute::EcPoint(p) => point = Some(p),
@@ -218,15 +216,38 @@ fn p256_point(session: &Session, public: ObjectHandle) -> Result<Vec<u8>, CertEr
     if params.as_deref() != Some(P256_PARAMS) {
         return Err(CertError::KeyUnsupported);
     }
-    let point = point.ok_or(CertError::KeyUnsupported)?;
-    let bare = match point.as_slice() {
-        [0x04, len, rest @ ..]
-            if usize::from(*len) == P256_POINT_LEN && rest.len() == P256_POINT_LEN =>
-        {
-            rest.to_vec()
+    match point.as_deref().ok_or(CertError::KeyUnsupported)? {
+        [0x04, len, rest @ ..] if usize::from(*len) == P256_POINT_LEN => PublicKey::ec_p256(rest),
+        bare => PublicKey::ec_p256(bare),
+    }
+}
+
+fn rsa_key(session: &Session, public: ObjectHandle) -> Result<PublicKey, CertError> {
+    let mut modulus = None;
+    let mut exponent = None;
+    for attribute in attributes(
+        session,
+        public,
+        &[AttributeType::Modulus, AttributeType::PublicExponent],
+    )? {
+        match attribute {
+            Attribute::Modulus(m) => modulus = Some(m),
+            Attribute::PublicExponent(e) => exponent = Some(e),
+            _ => {}
         }
-        bare if bare.len() == P256_POINT_LEN && bare[0] == 0x04 => bare.to_vec(),
-        _ => return Err(CertError::KeyUnsupported),
-    };
-    Ok(bare)
+    }
+    match (modulus, exponent) {
+        (Some(m), Some(e)) => PublicKey::rsa(&m, &e),
+        _ => Err(CertError::KeyUnsupported),
+    }
+}
+
+fn attributes(
+    session: &Session,
+    object: ObjectHandle,
+    types: &[AttributeType],
+) -> Result<Vec<Attribute>, CertError> {
+    session
+        .get_attributes(object, types)
+        .map_err(|_| CertError::KeyUnsupported)
 }

@@ -10,7 +10,7 @@ use super::CertError;
 use super::chain::{CertChecks, CheckedLeaf, check_chain, read_chain};
 use super::hsm::{Pkcs11Settings, Token};
 use super::pin::read_pin;
-use super::signer::{TokenClientCert, sign_p256};
+use super::signer::{TokenClientCert, sign};
 use crate::auth::AuthError;
 use crate::clock::unix_now;
 use crate::observe::metrics::Metrics;
@@ -61,16 +61,16 @@ pub fn check_credential(
 /// The leaf key must be the token's key, and a probe signature made in the
 /// token must verify with the leaf key.
 pub fn check_signer(token: &Token, leaf: &CheckedLeaf) -> Result<(), CertError> {
-    if leaf.public_point != token.public_point() {
+    if &leaf.public_key != token.public_key() {
         return Err(CertError::KeyMismatch);
     }
-    let signature = sign_p256(token, PROBE_MESSAGE)?;
-    ring::signature::UnparsedPublicKey::new(
-        &ring::signature::ECDSA_P256_SHA256_ASN1,
-        &leaf.public_point,
-    )
-    .verify(PROBE_MESSAGE, &signature)
-    .map_err(|_| CertError::ProbeFailed)
+    let scheme = leaf.public_key.preferred_scheme();
+    let signature = sign(token, scheme, PROBE_MESSAGE)?;
+    if leaf.public_key.verifies(scheme, PROBE_MESSAGE, &signature) {
+        Ok(())
+    } else {
+        Err(CertError::ProbeFailed)
+    }
 }
 
 /// Logs in with OpenBao's cert auth using the token's key.

@@ -1,13 +1,14 @@
 //! Certificate auth with a PKCS#11 key (`auth.method: cert`, source `pkcs11`).
 //!
-//! The private key never leaves the token: TLS client signatures and the
-//! local probe are made by the token through `cryptoki`, which loads
+//! The private key (ECDSA P-256 or RSA) never leaves the token: TLS client
+//! signatures and the local probe are made by the token through `cryptoki`, which loads
 //! `modulePath` at run time, so the default build serves this method.
 
 mod chain;
 mod hsm;
 mod login;
 mod pin;
+mod public_key;
 mod signer;
 
 pub use super::secret_file::FileError;
@@ -15,7 +16,8 @@ pub use chain::{CertChecks, CheckedLeaf, check_chain, read_chain};
 pub use hsm::{Lease, Pkcs11Settings, Token};
 pub use login::{CertLogin, CertLoginSettings, check_credential, check_signer, open_token};
 pub use pin::read_pin;
-pub use signer::{TokenClientCert, sign_p256};
+pub use public_key::PublicKey;
+pub use signer::{TokenClientCert, sign};
 
 use std::fmt;
 
@@ -78,7 +80,9 @@ impl fmt::Display for CertError {
                 Self::PinRejected => "pkcs11 login failed",
                 Self::KeyNotFound => "pkcs11 key pair not found",
                 Self::KeyAmbiguous => "pkcs11 key label is not unique",
-                Self::KeyUnsupported => "pkcs11 key type unsupported: need ECDSA P-256",
+                Self::KeyUnsupported => {
+                    "pkcs11 key type unsupported: need ECDSA P-256 or RSA 2048-8192 bits"
+                }
                 Self::NoUsableSession => "pkcs11 no usable session",
                 Self::SignFailed => "pkcs11 signature failed",
                 Self::CertificateMalformed => "certificate malformed",

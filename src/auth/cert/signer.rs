@@ -1,5 +1,6 @@
 //! The rustls side: a client-certificate resolver that re-reads the chain on
-//! every handshake and a signing key whose signatures are made in the token.
+//! every handshake and a signing key whose signatures (ECDSA P-256, RSA-PSS,
+//! and RSA PKCS#1 v1.5 where TLS 1.2 asks for it) are made in the token.
 //!
 //! Signing runs on the thread that drives the handshake. One ECDSA signature
 //! in a token is about a millisecond and the wait for a session is bounded,
@@ -7,14 +8,23 @@
 //! synchronous `Signer` could not await anyway.
 
 use super::hsm::Token;
+use super::public_key::PublicKey;
 use super::{CertError, read_chain};
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
+use cryptoki::mechanism::{Mechanism, MechanismType};
+use cryptoki::types::Ulong;
 use rustls::client::ResolvesClientCert;
 use rustls::sign::{CertifiedKey, Signer, SigningKey};
 use rustls::{SignatureAlgorithm, SignatureScheme};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-const SCHEME: SignatureScheme = SignatureScheme::ECDSA_NISTP256_SHA256;
+/// DER `DigestInfo` prefix for SHA-256 (RFC 8017 §9.2 note 1): CKM_RSA_PKCS
+/// signs exactly the bytes it is given, so PKCS#1 v1.5 needs it in front.
+const SHA256_DIGEST_INFO: &[u8] = &[
+    0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
+    0x00, 0x04, 0x20,
+];
 
 /// Presents the current certificate file with the token's key.
 #[derive(Debug)]
@@ -29,7 +39,8 @@ impl ResolvesClientCert for TokenClientCert {
         _root_hint_subjects: &[&[u8]],
         sigschemes: &[SignatureScheme],
     ) -> Option<Arc<CertifiedKey>> {
-        if !sigschemes.contains(&SCHEME) {
+        let schemes = self.token.public_key().schemes();
+        if !schemes.iter().any(|s| sigschemes.contains(s)) {
             return None;
         }
         // Unreadable now means no certificate: OpenBao then refuses the login.
@@ -48,34 +59,69 @@ struct TokenKey(Arc<Token>);
 
 impl SigningKey for TokenKey {
     fn choose_scheme(&self, offered: &[SignatureScheme]) -> Option<Box<dyn Signer>> {
-        offered
-            .contains(&SCHEME)
-            .then(|| Box::new(TokenSigner(Arc::clone(&self.0))) as Box<dyn Signer>)
+        let scheme = self
+            .0
+            .public_key()
+            .schemes()
+            .iter()
+            .find(|s| offered.contains(s))?;
+        Some(Box::new(TokenSigner {
+            token: Arc::clone(&self.0),
+            scheme: *scheme,
+        }))
     }
 
     fn algorithm(&self) -> SignatureAlgorithm {
-        SignatureAlgorithm::ECDSA
+        match self.0.public_key() {
+            PublicKey::EcP256(_) => SignatureAlgorithm::ECDSA,
+            PublicKey::Rsa { .. } => SignatureAlgorithm::RSA,
+        }
     }
 }
 
 #[derive(Debug)]
-struct TokenSigner(Arc<Token>);
+struct TokenSigner {
+    token: Arc<Token>,
+    scheme: SignatureScheme,
+}
 
 impl Signer for TokenSigner {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
-        sign_p256(&self.0, message).map_err(|e| rustls::Error::General(e.to_string()))
+        sign(&self.token, self.scheme, message).map_err(|e| rustls::Error::General(e.to_string()))
     }
 
     fn scheme(&self) -> SignatureScheme {
-        SCHEME
+        self.scheme
     }
 }
 
-/// ECDSA P-256 with SHA-256 over `message`, DER-encoded as TLS wants it.
-pub fn sign_p256(token: &Token, message: &[u8]) -> Result<Vec<u8>, CertError> {
+/// A `scheme` signature over `message` made in the token, encoded as TLS
+/// wants it. The SHA-256 digest is computed here, so the token only needs
+/// the raw mechanisms (CKM_ECDSA, CKM_RSA_PKCS_PSS, CKM_RSA_PKCS), which
+/// more modules implement than the hash-and-sign ones.
+pub fn sign(token: &Token, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>, CertError> {
     let digest = ring::digest::digest(&ring::digest::SHA256, message);
-    let raw = token.acquire()?.sign_digest(digest.as_ref())?;
-    der_signature(&raw)
+    let lease = token.acquire()?;
+    match (token.public_key(), scheme) {
+        (PublicKey::EcP256(_), SignatureScheme::ECDSA_NISTP256_SHA256) => {
+            der_signature(&lease.sign(&Mechanism::Ecdsa, digest.as_ref())?)
+        }
+        (PublicKey::Rsa { .. }, SignatureScheme::RSA_PSS_SHA256) => {
+            let params = PkcsPssParams {
+                hash_alg: MechanismType::SHA256,
+                mgf: PkcsMgfType::MGF1_SHA256,
+                // Salt as long as the hash: what TLS 1.3 requires (RFC 8446 §4.2.3).
+                s_len: Ulong::try_from(digest.as_ref().len()).map_err(|_| CertError::SignFailed)?,
+            };
+            lease.sign(&Mechanism::RsaPkcsPss(params), digest.as_ref())
+        }
+        (PublicKey::Rsa { .. }, SignatureScheme::RSA_PKCS1_SHA256) => {
+            let mut info = SHA256_DIGEST_INFO.to_vec();
+            info.extend_from_slice(digest.as_ref());
+            lease.sign(&Mechanism::RsaPkcs, &info)
+        }
+        _ => Err(CertError::SignFailed),
+    }
 }
 
 /// `r || s` (32 bytes each) as `SEQUENCE { INTEGER r, INTEGER s }`.
