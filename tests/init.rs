@@ -1,7 +1,9 @@
 //! `init`: every file with its mode, never an overwrite, a generated config
 //! that loads, EncryptionConfigurations and policy that agree with it, and
 //! an `openbao-setup.sh` that, run against a real OpenBao, leaves a setup on
-//! which `doctor` passes.
+//! which `doctor` passes: for a JWT file, for PKCS#11 certificate auth (a
+//! SoftHSM2 token and a real mTLS login) and for OAuth2 tokens from a real
+//! OpenID provider that OpenBao reaches through OIDC discovery.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -16,7 +18,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 use support::bao_binary;
 use support::jwt::Claims;
+use support::oauth2::{self, CLIENT_ID};
 use support::openbao::{AUDIENCE, ISSUER, Lab, SUBJECT};
+use support::pkcs11::{CLIENT_CN, Ca, KEY_LABEL, MODULE, SoftHsm, TOKEN_LABEL};
 use support::provider::BIN;
 use support::secrets_in;
 use support::tmp::TempDir;
@@ -386,10 +390,11 @@ fn init_static_pod_writes_the_manifest() {
     assert_eq!(record["image"], image.as_str());
 }
 
-/// Runs the generated `openbao-setup.sh` (one phase) as the lab's root.
-fn setup_phase(lab: &Lab, script: &Path, phase: &str) {
+/// Runs the generated `openbao-setup.sh` (one phase) as the lab's root,
+/// with `env` as the operator's extra variables.
+fn run_setup(lab: &Lab, script: &Path, phase: &str, env: &[(&str, &str)]) -> Output {
     let bao_dir = bao_binary().parent().unwrap().to_owned();
-    let out = Command::new("sh")
+    Command::new("sh")
         .arg(script)
         .arg(phase)
         .env_clear()
@@ -398,15 +403,26 @@ fn setup_phase(lab: &Lab, script: &Path, phase: &str) {
         .env("BAO_ADDR", lab.addr())
         .env("BAO_CACERT", lab.ca_file())
         .env("BAO_TOKEN", lab.root_token())
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// [`run_setup`] that must succeed; returns what the script printed.
+fn setup_phase_with(lab: &Lab, script: &Path, phase: &str, env: &[(&str, &str)]) -> String {
+    let out = run_setup(lab, script, phase, env);
     assert!(
         out.status.success(),
         "openbao-setup.sh {phase} failed:\n{}\n{}",
         text(&out.stdout),
         text(&out.stderr)
     );
+    format!("{}{}", text(&out.stdout), text(&out.stderr))
+}
+
+fn setup_phase(lab: &Lab, script: &Path, phase: &str) {
+    setup_phase_with(lab, script, phase, &[]);
 }
 
 #[test]
@@ -529,4 +545,408 @@ state:
     let token = fs::read_to_string(&jwt).unwrap();
     let all = format!("{stdout}{}", text(&doctor.stderr));
     assert!(secrets_in(&all, &[token.trim(), "init-key", lab.root_token()]).is_empty());
+}
+
+fn cert_values_sample() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples/init/values-cert.yaml")
+}
+
+/// `doctor --output json` on a generated installation, with the writers'
+/// EncryptionConfiguration and `env`: (exit code, report, everything printed).
+fn doctor_on(out: &Path, env: &[(&str, &str)]) -> (Option<i32>, Value, String) {
+    let doctor = Command::new(BIN)
+        .args(["doctor", "--output", "json", "--config"])
+        .arg(out.join("config.yaml"))
+        .arg("--encryption-config")
+        .arg(out.join("encryption-config.yaml"))
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = text(&doctor.stdout);
+    let report: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|_| panic!("doctor printed no report: {}", text(&doctor.stderr)));
+    let all = format!("{stdout}{}", text(&doctor.stderr));
+    (doctor.status.code(), report, all)
+}
+
+/// The status of check `id`, and its message.
+fn check_of<'a>(report: &'a Value, id: &str) -> (&'a str, &'a str) {
+    let check = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no check {id} in {report:#}"));
+    (
+        check["status"].as_str().unwrap(),
+        check["message"].as_str().unwrap_or(""),
+    )
+}
+
+fn ids_with_status<'a>(report: &'a Value, status: &str) -> Vec<&'a str> {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == status)
+        .map(|c| c["id"].as_str().unwrap())
+        .collect()
+}
+
+/// Values shared by the lab tests: names distinct from the lab's own setup,
+/// so the script creates everything it names from scratch.
+fn lab_values(lab: &Lab, files: &Path, socket_dir: &Path, auth: &str) -> PathBuf {
+    let ca = files.join("ca.pem");
+    fs::copy(lab.ca_file(), &ca).unwrap();
+    fs::set_permissions(&ca, fs::Permissions::from_mode(0o644)).unwrap();
+    let values = files.join("values.yaml");
+    fs::write(
+        &values,
+        format!(
+            r#"configVersion: v1alpha1
+server:
+  socketPath: {socket}
+  socketGroup: "0"
+openbao:
+  address: {address}
+  caCertFile: {ca}
+  tlsServerName: localhost
+  instanceId: bao-init-lab
+{auth}transit:
+  mountPath: init-transit
+  keyName: init-key
+  keyIdScope:
+    providerName: openbao-kms-init
+    clusterId: init-lab
+    transitMountId: init-transit-mount
+state:
+  path: {state}
+"#,
+            socket = socket_dir.join("kms.sock").display(),
+            address = lab.addr(),
+            ca = ca.display(),
+            state = files.join("state/key-registry.json").display(),
+        ),
+    )
+    .unwrap();
+    values
+}
+
+fn init_into(values: &Path, out: &Path) {
+    let run = init(&[
+        "--values",
+        values.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--new-key",
+    ]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+}
+
+#[test]
+fn init_cert_fills_the_pkcs11_host_layout() {
+    let scratch = TempDir::new("init-cert");
+    let out = scratch.path().join("out");
+    init_into(&cert_values_sample(), &out);
+    let config = load_file(
+        &out.join("config.yaml"),
+        &Overrides::default(),
+        &NoEnv,
+        FsChecks::Skip,
+    )
+    .unwrap();
+    let pkcs11 = &config.auth.cert.pkcs11;
+    assert_eq!(
+        pkcs11.certificate_file,
+        Path::new("/etc/openbao-kms/client/client-chain.pem")
+    );
+    assert_eq!(pkcs11.pin_file, Path::new("/etc/openbao-kms/pkcs11/pin"));
+    // The generated unit choice and credential paths are the PKCS#11 unit's.
+    let unit = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("deploy/systemd/bao-kms-provider-pkcs11.service"),
+    )
+    .unwrap();
+    for path in [&pkcs11.certificate_file, &pkcs11.pin_file] {
+        assert!(unit.contains(&format!("ConditionPathExists={}\n", path.display())));
+    }
+    let node = fs::read_to_string(out.join("node-setup.sh")).unwrap();
+    assert!(node.contains("systemctl enable --now bao-kms-provider-pkcs11.service\n"));
+    assert!(
+        node.contains("install -d -m 0750 -o 'root' -g 'openbao-kms' '/etc/openbao-kms/pkcs11'\n")
+    );
+    let record: Value =
+        serde_json::from_str(&fs::read_to_string(out.join("installation.json")).unwrap()).unwrap();
+    let actions = record["remainingActions"].to_string();
+    assert!(actions.contains("CLIENT_CA_FILE"), "{actions}");
+    assert!(
+        actions.contains("bao-kms-provider-pkcs11.service"),
+        "{actions}"
+    );
+    for script in ["openbao-setup.sh", "node-setup.sh"] {
+        let check = Command::new("sh")
+            .arg("-n")
+            .arg(out.join(script))
+            .status()
+            .unwrap();
+        assert!(check.success(), "{script} is not valid sh");
+    }
+
+    // The role the script writes needs a name and a mount under auth/.
+    let sample = fs::read_to_string(cert_values_sample()).unwrap();
+    for (broken, field) in [
+        (
+            sample.replace("    name: openbao-kms-control-plane\n", ""),
+            "auth.cert.name",
+        ),
+        (
+            sample.replace(
+                "mountPath: auth/k8s-workload-a-cert",
+                "mountPath: k8s-workload-a-cert",
+            ),
+            "auth.cert.mountPath",
+        ),
+    ] {
+        let values = scratch.path().join("broken.yaml");
+        fs::write(&values, broken).unwrap();
+        let other = scratch.path().join("other");
+        let run = init(&[
+            "--values",
+            values.to_str().unwrap(),
+            "--out",
+            other.to_str().unwrap(),
+            "--new-key",
+        ]);
+        assert_eq!(run.status.code(), Some(3), "{field}");
+        assert!(text(&run.stderr).contains(field), "{}", text(&run.stderr));
+        assert!(!other.exists());
+    }
+}
+
+#[test]
+fn generated_cert_setup_lets_a_pkcs11_login_pass_doctor() {
+    let lab = Lab::start();
+    let client_ca = Ca::new("init-client-ca");
+    let hsm = SoftHsm::new();
+    hsm.install_cert(&client_ca.leaf(hsm.key(), CLIENT_CN, 2090));
+    let files = TempDir::new("init-cert-lab");
+    let socket_dir = TempDir::new_in(Path::new("/run/openbao-kms"), "init-cert");
+    fs::set_permissions(socket_dir.path(), fs::Permissions::from_mode(0o750)).unwrap();
+    let auth = format!(
+        r#"auth:
+  method: cert
+  cert:
+    mountPath: auth/init-cert
+    name: init-nodes
+    source: pkcs11
+    pkcs11:
+      certificateFile: {cert}
+      modulePath: {MODULE}
+      tokenLabel: {TOKEN_LABEL}
+      keyLabel: {KEY_LABEL}
+      pinFile: {pin}
+      maxSessions: 2
+"#,
+        cert = hsm.cert_file.display(),
+        pin = hsm.pin_file.display(),
+    );
+    let values = lab_values(&lab, files.path(), socket_dir.path(), &auth);
+    let out = files.path().join("out");
+    init_into(&values, &out);
+    let script = out.join("openbao-setup.sh");
+    let ca_file = files.path().join("client-ca.pem");
+    fs::write(&ca_file, &client_ca.pem).unwrap();
+    let ca_path = ca_file.to_str().unwrap();
+
+    // Missing or unusable inputs stop the script before it changes anything.
+    let not_pem = values.to_str().unwrap();
+    for (env, wanted) in [
+        (vec![("CLIENT_COMMON_NAMES", CLIENT_CN)], "CLIENT_CA_FILE"),
+        (
+            vec![
+                ("CLIENT_CA_FILE", not_pem),
+                ("CLIENT_COMMON_NAMES", CLIENT_CN),
+            ],
+            "CLIENT_CA_FILE",
+        ),
+        (vec![("CLIENT_CA_FILE", ca_path)], "CLIENT_COMMON_NAMES"),
+        (
+            vec![
+                ("CLIENT_CA_FILE", ca_path),
+                ("CLIENT_COMMON_NAMES", "@/etc/passwd"),
+            ],
+            "CLIENT_COMMON_NAMES",
+        ),
+    ] {
+        let refused = run_setup(&lab, &script, "all", &env);
+        assert_eq!(refused.status.code(), Some(2), "{env:?}");
+        assert!(
+            text(&refused.stderr).contains(wanted),
+            "{}",
+            text(&refused.stderr)
+        );
+    }
+    let mounts = lab.bao_ok(&["secrets", "list", "-format=json"]);
+    assert!(
+        !mounts.contains("init-transit/"),
+        "a refused run changed OpenBao"
+    );
+
+    let env = [
+        ("CLIENT_CA_FILE", ca_path),
+        ("CLIENT_COMMON_NAMES", CLIENT_CN),
+    ];
+    let printed = setup_phase_with(&lab, &script, "all", &env);
+    let role = lab.read_json("auth/init-cert/certs/init-nodes");
+    assert_eq!(role["allowed_common_names"], serde_json::json!([CLIENT_CN]));
+    assert_eq!(
+        role["token_policies"],
+        serde_json::json!(["openbao-kms-init-lab"])
+    );
+    assert_eq!(role["token_no_default_policy"], true);
+    assert_eq!(role["token_ttl"], 1800);
+    assert_eq!(role["token_max_ttl"], 3600);
+    assert_eq!(
+        role["certificate"].as_str().unwrap().trim(),
+        client_ca.pem.trim()
+    );
+    assert_eq!(
+        lab.read_json("auth/init-cert/config")["disable_binding"],
+        false
+    );
+
+    // A real mTLS login with the token's key, on the setup the script made.
+    let softhsm = [("SOFTHSM2_CONF", hsm.conf.to_str().unwrap())];
+    let (code, report, all) = doctor_on(&out, &softhsm);
+    assert_eq!(code, Some(0), "{:?}", ids_with_status(&report, "fail"));
+    for id in [
+        "auth.cert.pkcs11",
+        "auth.cert.local",
+        "auth.cert.signer",
+        "openbao.auth",
+        "transit.capabilities",
+        "transit.probe",
+    ] {
+        assert_eq!(check_of(&report, id).0, "pass", "{id}: {report:#}");
+    }
+    assert_eq!(
+        ids_with_status(&report, "warn"),
+        ["kubernetes.encryption_config", "host.files"]
+    );
+
+    // The role binds the names: the same CA's certificate for another name
+    // is refused by OpenBao.
+    hsm.install_cert(&client_ca.leaf(hsm.key(), "someone-else", 2090));
+    let (code, report, other) = doctor_on(&out, &softhsm);
+    assert_eq!(code, Some(4));
+    assert_eq!(check_of(&report, "auth.cert.local").0, "pass");
+    assert_eq!(check_of(&report, "openbao.auth").0, "fail", "{report:#}");
+
+    let mut known = hsm.secrets();
+    known.extra = vec![lab.root_token().to_owned()];
+    let found = support::leaks::scan(&format!("{printed}{all}{other}"), &known);
+    assert!(found.is_empty(), "output leaks {found:?}");
+}
+
+#[test]
+fn generated_oauth2_setup_uses_real_oidc_discovery() {
+    let lab = Lab::start();
+    let issuer = oauth2::Issuer::start();
+    let client = issuer.client("client_secret_basic");
+    let files = TempDir::new("init-oauth2-lab");
+    let socket_dir = TempDir::new_in(Path::new("/run/openbao-kms"), "init-oauth2");
+    fs::set_permissions(socket_dir.path(), fs::Permissions::from_mode(0o750)).unwrap();
+    let secret_file = files.path().join("client-secret");
+    fs::write(&secret_file, &client.secret).unwrap();
+    fs::set_permissions(&secret_file, fs::Permissions::from_mode(0o600)).unwrap();
+    // The issuer's tokens carry sub = the client ID and aud = the requested
+    // audience: that is what the generated role must bind.
+    let auth = format!(
+        r#"auth:
+  jwt:
+    source: oauth2
+    mountPath: auth/init-oauth2
+    role: init-oauth2-role
+    expectedIssuer: {url}
+    expectedAudience: [{AUDIENCE}]
+    expectedSubject: {CLIENT_ID}
+    oauth2:
+      tokenUrl: {token_url}
+      clientId: {CLIENT_ID}
+      clientSecretFile: {secret}
+      authMethod: client_secret_basic
+      audience: {AUDIENCE}
+      caCertFile: {ca}
+"#,
+        url = client.issuer,
+        token_url = client.token_url,
+        secret = secret_file.display(),
+        ca = client.ca_file.display(),
+    );
+    let values = lab_values(&lab, files.path(), socket_dir.path(), &auth);
+    let out = files.path().join("out");
+    init_into(&values, &out);
+    let script = out.join("openbao-setup.sh");
+    let mut printed = String::new();
+    for phase in ["transit", "policy", "auth-mount"] {
+        printed += &setup_phase_with(&lab, &script, phase, &[]);
+    }
+    // The issuer's certificate is from a private CA: without it OpenBao
+    // cannot read the discovery document, and a file that is no CA is
+    // refused before OpenBao is asked.
+    let untrusted = run_setup(&lab, &script, "auth-config", &[]);
+    assert!(!untrusted.status.success());
+    assert!(
+        text(&untrusted.stderr).contains("certificate signed by unknown authority"),
+        "{}",
+        text(&untrusted.stderr)
+    );
+    let not_pem = values.to_str().unwrap();
+    let refused = run_setup(
+        &lab,
+        &script,
+        "auth-config",
+        &[("OIDC_DISCOVERY_CA_FILE", not_pem)],
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(text(&refused.stderr).contains("OIDC_DISCOVERY_CA_FILE"));
+
+    let discovery = "/.well-known/openid-configuration";
+    let fetched = issuer.hits(discovery);
+    let ca = client.ca_file.to_str().unwrap();
+    printed += &setup_phase_with(
+        &lab,
+        &script,
+        "auth-config",
+        &[("OIDC_DISCOVERY_CA_FILE", ca)],
+    );
+    assert!(
+        issuer.hits(discovery) > fetched,
+        "OpenBao read the discovery document"
+    );
+    let config = lab.read_json("auth/init-oauth2/config");
+    assert_eq!(config["oidc_discovery_url"], client.issuer.as_str());
+    assert_eq!(config["bound_issuer"], client.issuer.as_str());
+    assert_eq!(config["jwt_validation_pubkeys"], serde_json::json!([]));
+    printed += &setup_phase_with(&lab, &script, "auth-role", &[]);
+
+    let (code, report, all) = doctor_on(&out, &[]);
+    assert_eq!(code, Some(0), "{:?}", ids_with_status(&report, "fail"));
+    for id in [
+        "oauth2.local",
+        "oauth2.acquire",
+        "openbao.auth",
+        "transit.probe",
+    ] {
+        assert_eq!(check_of(&report, id).0, "pass", "{id}: {report:#}");
+    }
+    assert!(!issuer.tokens().is_empty());
+
+    let (tokens, secrets) = client.known();
+    let mut extra: Vec<&str> = tokens.iter().chain(&secrets).map(String::as_str).collect();
+    extra.push(lab.root_token());
+    let found = secrets_in(&format!("{printed}{all}"), &extra);
+    assert!(found.is_empty(), "output leaks {found:?}");
 }

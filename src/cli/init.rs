@@ -26,7 +26,12 @@ const DEFAULT_CA_FILE: &str = "/etc/openbao-kms/tls/ca.crt";
 const SYSTEMD_JWT_FILE: &str = "/var/lib/openbao-kms/identity.jwt";
 const STATIC_POD_JWT_FILE: &str = "/var/lib/openbao-kms/credentials/identity.jwt";
 const SYSTEMD_SOCKET_GROUP: &str = "openbao-kms-socket";
-/// The generated JWT role issues 30-minute tokens; refreshing must start earlier.
+/// Where `deploy/systemd/bao-kms-provider-pkcs11.service` expects the cert
+/// auth credentials (its `ConditionPathExists=`).
+const SYSTEMD_CERT_CHAIN_FILE: &str = "/etc/openbao-kms/client/client-chain.pem";
+const SYSTEMD_PIN_FILE: &str = "/etc/openbao-kms/pkcs11/pin";
+/// The generated JWT and cert roles issue 30-minute tokens; refreshing must
+/// start earlier.
 const ROLE_TOKEN_TTL: Duration = Duration::from_secs(30 * 60);
 
 #[derive(Debug, clap::Args)]
@@ -272,6 +277,21 @@ fn fill_host_layout(root: &mut Mapping, args: &InitArgs<'_>) -> Result<Option<St
             None | Some(Value::Null) => true,
             Some(v) => v.as_str() == Some("jwt"),
         };
+        let method_is_cert = auth.get("method").and_then(Value::as_str) == Some("cert");
+        // Only systemd runs cert auth (static-pod is refused later): the
+        // credential paths are the PKCS#11 unit's.
+        if method_is_cert
+            && let Some(pkcs11) = section(auth, "cert").and_then(|c| section(c, "pkcs11"))
+        {
+            for (key, path) in [
+                ("certificateFile", SYSTEMD_CERT_CHAIN_FILE),
+                ("pinFile", SYSTEMD_PIN_FILE),
+            ] {
+                if is_unset(pkcs11, key) {
+                    set(pkcs11, key, path.to_owned());
+                }
+            }
+        }
         if method_is_jwt && let Some(jwt) = section(auth, "jwt") {
             let file_source = match jwt.get("source") {
                 Some(Value::String(s)) => s == "file",
@@ -326,14 +346,24 @@ fn setup_rules(config: &Config, model: Model) -> Result<(), Failure> {
             "must be jwt for --model static-pod",
         ));
     }
+    if config.auth.login_before_token_expiry >= ROLE_TOKEN_TTL {
+        problems.push(Problem::new(
+            "auth.loginBeforeTokenExpiry",
+            "must be shorter than the generated role's 30m token TTL",
+        ));
+    }
+    if config.auth.method == AuthMethod::Cert {
+        let cert = &config.auth.cert;
+        if !cert.mount_path.starts_with("auth/") {
+            problems.push(Problem::new("auth.cert.mountPath", "must start with auth/"));
+        }
+        // The setup script writes the role `certs/<name>`.
+        if cert.name.is_empty() {
+            problems.push(Problem::new("auth.cert.name", "is required by init"));
+        }
+    }
     if config.auth.method == AuthMethod::Jwt {
         let jwt = &config.auth.jwt;
-        if config.auth.login_before_token_expiry >= ROLE_TOKEN_TTL {
-            problems.push(Problem::new(
-                "auth.loginBeforeTokenExpiry",
-                "must be shorter than the generated role's 30m token TTL",
-            ));
-        }
         if !jwt.mount_path.starts_with("auth/") {
             problems.push(Problem::new("auth.jwt.mountPath", "must start with auth/"));
         }

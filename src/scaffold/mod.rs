@@ -5,11 +5,13 @@
 //! Nothing here touches the filesystem or OpenBao: the CLI writes the plan.
 
 pub mod config_yaml;
+#[cfg(test)]
+mod fixtures;
 pub mod node;
 pub mod policy;
 pub mod setup_script;
 
-use crate::config::{Config, NoEnv, Overrides, load_str};
+use crate::config::{AuthMethod, Config, NoEnv, Overrides, load_str};
 use crate::encryption_config::{self as encryption, Expected, IdentityFallback, Phase};
 use policy::TokenRenewal;
 use serde::Serialize;
@@ -198,7 +200,7 @@ pub fn plan(config: &Config, options: &Options) -> Result<Plan, PlanError> {
         socket_path: socket_path.to_owned(),
         state_path: config.state.path.to_string_lossy().into_owned(),
         files: records,
-        remaining_actions: remaining_actions(options.model),
+        remaining_actions: remaining_actions(config, options.model),
     };
     let json = serde_json::to_string_pretty(&installation)
         .map_err(|_| PlanError("installation record".into()))?;
@@ -216,15 +218,36 @@ pub fn plan(config: &Config, options: &Options) -> Result<Plan, PlanError> {
     Ok(plan)
 }
 
-fn remaining_actions(model: Model) -> Vec<String> {
-    let mut actions = vec![
-        "run openbao-setup.sh with an OpenBao administrator token".to_owned(),
-        "install the OpenBao CA bundle and the node credential on every control-plane node"
-            .to_owned(),
+fn remaining_actions(config: &Config, model: Model) -> Vec<String> {
+    let mut actions = match config.auth.method {
+        AuthMethod::Jwt => vec![
+            "run openbao-setup.sh with an OpenBao administrator token".to_owned(),
+            "install the OpenBao CA bundle and the node credential on every control-plane node"
+                .to_owned(),
+        ],
+        AuthMethod::Cert => {
+            let p = &config.auth.cert.pkcs11;
+            vec![
+                "run openbao-setup.sh with an OpenBao administrator token, CLIENT_CA_FILE (the CA that issues the nodes' client certificates) and CLIENT_COMMON_NAMES (their common names)".to_owned(),
+                format!(
+                    "on every control-plane node: put the client key in the PKCS#11 token, then install the OpenBao CA bundle, the client certificate chain as {} and the token PIN as {} (root:openbao-kms 0640)",
+                    p.certificate_file.display(),
+                    p.pin_file.display()
+                ),
+            ]
+        }
+    };
+    actions.push(
         "run node-setup.sh prepare, install and check on every control-plane node".to_owned(),
-    ];
+    );
     if model == Model::Systemd {
-        actions.push("install the bao-kms-provider binary and systemd unit".to_owned());
+        actions.push(match config.auth.method {
+            AuthMethod::Jwt => "install the bao-kms-provider binary and systemd unit".to_owned(),
+            AuthMethod::Cert => format!(
+                "install the bao-kms-provider binary and the {} unit (not bao-kms-provider.service)",
+                node::systemd_unit(config)
+            ),
+        });
     }
     actions.extend([
         "run node-setup.sh start and wait for /ready".to_owned(),
@@ -278,4 +301,62 @@ fn cross_check(plan: &Plan) -> Result<(), PlanError> {
         return Err(PlanError("installation.json identity differs".into()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Model, Options, fixtures, plan};
+
+    fn record(config: &crate::config::Config) -> serde_json::Value {
+        let options = Options {
+            model: Model::Systemd,
+            policy_name: "openbao-kms-c".into(),
+            image: None,
+            socket_gid: None,
+        };
+        let plan = plan(config, &options).unwrap();
+        let json = plan
+            .files
+            .iter()
+            .find(|f| f.name == "installation.json")
+            .unwrap();
+        serde_json::from_str(&json.contents).unwrap()
+    }
+
+    #[test]
+    fn cert_installations_name_the_pkcs11_unit_and_credentials() {
+        let record = record(&fixtures::cert());
+        let actions: Vec<&str> = record["remainingActions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert!(actions[0].contains("CLIENT_CA_FILE"), "{actions:?}");
+        assert!(actions[1].contains("/etc/openbao-kms/client/client-chain.pem"));
+        assert!(actions[1].contains("/etc/openbao-kms/pkcs11/pin (root:openbao-kms 0640)"));
+        assert!(
+            actions
+                .iter()
+                .any(|a| a.contains("bao-kms-provider-pkcs11.service unit"))
+        );
+        assert_eq!(record["runtimeUser"], "openbao-kms");
+    }
+
+    #[test]
+    fn jwt_installations_keep_their_actions() {
+        let record = record(&fixtures::jwt());
+        assert_eq!(
+            record["remainingActions"],
+            serde_json::json!([
+                "run openbao-setup.sh with an OpenBao administrator token",
+                "install the OpenBao CA bundle and the node credential on every control-plane node",
+                "run node-setup.sh prepare, install and check on every control-plane node",
+                "install the bao-kms-provider binary and systemd unit",
+                "run node-setup.sh start and wait for /ready",
+                "roll out encryption-config-readers.yaml to every apiserver, then encryption-config.yaml",
+                "rewrite existing Secrets so they are stored encrypted",
+            ])
+        );
+    }
 }

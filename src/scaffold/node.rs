@@ -8,7 +8,7 @@
 use super::Model;
 use super::config_yaml::quote;
 use super::setup_script::sh_quote;
-use crate::config::{Config, rules};
+use crate::config::{AuthMethod, Config, rules};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -54,15 +54,37 @@ fn directories(config: &Config, model: Model) -> Vec<(String, String, String, &'
             "2750",
         ),
     ];
-    if !config.auth.jwt.jwt_file.as_os_str().is_empty() {
-        dirs.push((
-            parent(&config.auth.jwt.jwt_file),
-            "root".to_owned(),
-            group,
-            "0750",
-        ));
+    for credential in credential_files(config) {
+        let dir = parent(credential);
+        // Two credentials may share a directory, or live in /etc/openbao-kms.
+        if !dirs.iter().any(|d| d.0 == dir) {
+            dirs.push((dir, "root".to_owned(), group.clone(), "0750"));
+        }
     }
     dirs
+}
+
+/// The files the operator stages on each node for the configured auth
+/// method, which the service reads but must never write.
+fn credential_files(config: &Config) -> Vec<&Path> {
+    match config.auth.method {
+        AuthMethod::Jwt if !config.auth.jwt.jwt_file.as_os_str().is_empty() => {
+            vec![config.auth.jwt.jwt_file.as_path()]
+        }
+        AuthMethod::Jwt => Vec::new(),
+        AuthMethod::Cert => vec![
+            config.auth.cert.pkcs11.certificate_file.as_path(),
+            config.auth.cert.pkcs11.pin_file.as_path(),
+        ],
+    }
+}
+
+/// The systemd unit for the auth method (`deploy/systemd/`).
+pub fn systemd_unit(config: &Config) -> &'static str {
+    match config.auth.method {
+        AuthMethod::Jwt => "bao-kms-provider.service",
+        AuthMethod::Cert => "bao-kms-provider-pkcs11.service",
+    }
 }
 
 /// `node-setup.sh` for one model.
@@ -155,11 +177,25 @@ pub fn render_node_setup(config: &Config, model: Model) -> String {
             "  place bao-kms-provider.yaml /etc/kubernetes/manifests/bao-kms-provider.yaml 0600 root root"
         );
     }
-    let _ = writeln!(
-        o,
-        "  echo \"install the CA bundle as {} (0644) and the credential files named in config.yaml\"",
-        config.openbao.ca_cert_file.display()
-    );
+    match config.auth.method {
+        AuthMethod::Jwt => {
+            let _ = writeln!(
+                o,
+                "  echo \"install the CA bundle as {} (0644) and the credential files named in config.yaml\"",
+                config.openbao.ca_cert_file.display()
+            );
+        }
+        AuthMethod::Cert => {
+            let p = &config.auth.cert.pkcs11;
+            let _ = writeln!(
+                o,
+                "  echo \"install the CA bundle as {} (0644), the client certificate chain (leaf first) as {} and the PKCS#11 user PIN as {} (both root:{group} 0640); the private key stays in the token\"",
+                config.openbao.ca_cert_file.display(),
+                p.certificate_file.display(),
+                p.pin_file.display()
+            );
+        }
+    }
     let _ = writeln!(o, "  ;;");
     let _ = writeln!(o, "check)");
     let _ = writeln!(
@@ -171,7 +207,7 @@ pub fn render_node_setup(config: &Config, model: Model) -> String {
     let _ = writeln!(o, "start)");
     match model {
         Model::Systemd => {
-            let _ = writeln!(o, "  systemctl enable --now bao-kms-provider.service");
+            let _ = writeln!(o, "  systemctl enable --now {}", systemd_unit(config));
         }
         Model::StaticPod => {
             let _ = writeln!(
@@ -313,4 +349,38 @@ pub fn render_static_pod(config: &Config, image: &str, socket_gid: u32) -> Strin
         let _ = writeln!(o, "        type: {kind}");
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::render_node_setup;
+    use crate::scaffold::{Model, fixtures};
+
+    #[test]
+    fn cert_nodes_get_credential_directories_and_the_pkcs11_unit() {
+        let script = render_node_setup(&fixtures::cert(), Model::Systemd);
+        for dir in ["/etc/openbao-kms/client", "/etc/openbao-kms/pkcs11"] {
+            assert!(
+                script.contains(&format!(
+                    "  install -d -m 0750 -o 'root' -g 'openbao-kms' '{dir}'\n"
+                )),
+                "{dir}"
+            );
+        }
+        assert!(script.contains("  systemctl enable --now bao-kms-provider-pkcs11.service\n"));
+        assert!(!script.contains("bao-kms-provider.service"));
+        assert!(script.contains("/etc/openbao-kms/client/client-chain.pem"));
+        assert!(script.contains("/etc/openbao-kms/pkcs11/pin (both root:openbao-kms 0640)"));
+        assert!(
+            script.contains("  bao-kms-provider doctor --config '/etc/openbao-kms/config.yaml'")
+        );
+    }
+
+    #[test]
+    fn jwt_nodes_keep_the_jwt_unit() {
+        let script = render_node_setup(&fixtures::jwt(), Model::Systemd);
+        assert!(script.contains("  systemctl enable --now bao-kms-provider.service\n"));
+        assert!(script.contains("'/var/lib/openbao-kms'\n"));
+        assert!(!script.contains("pkcs11"));
+    }
 }

@@ -2,7 +2,10 @@
 //! commands, in phases an operator can run one by one (spec CLI §2.2 `init`).
 //!
 //! Every value from the config is single-quoted POSIX style, so no name can
-//! break out of its argument.
+//! break out of its argument. What only the operator knows when the script
+//! runs (the client CA, the certificate names, a private issuer CA) comes
+//! from environment variables, always expanded inside double quotes, and is
+//! checked before any phase changes OpenBao.
 
 use crate::config::{AuthMethod, Config};
 use std::fmt::Write as _;
@@ -31,6 +34,26 @@ pub fn render(config: &Config, policy_name: &str) -> String {
         o,
         "# phases at once or one phase at a time: all|transit|policy|auth-mount|auth-config|auth-role"
     );
+    match config.auth.method {
+        AuthMethod::Jwt => {
+            let _ = writeln!(
+                o,
+                "# auth-config: set OIDC_DISCOVERY_CA_FILE to a PEM bundle when the issuer's TLS"
+            );
+            let _ = writeln!(o, "# certificate is from a private CA.");
+        }
+        AuthMethod::Cert => {
+            let _ = writeln!(
+                o,
+                "# auth-role needs CLIENT_CA_FILE (PEM: the CA that issues the nodes' client"
+            );
+            let _ = writeln!(
+                o,
+                "# certificates) and CLIENT_COMMON_NAMES (their common names, comma-separated,"
+            );
+            let _ = writeln!(o, "# * globs allowed).");
+        }
+    }
     let _ = writeln!(o, "set -eu");
     let _ = writeln!(o);
     let _ = writeln!(o, "policy_file=\"$(dirname \"$0\")/openbao-policy.hcl\"");
@@ -57,6 +80,7 @@ pub fn render(config: &Config, policy_name: &str) -> String {
         o,
         "want() {{ [ \"$phase\" = all ] || [ \"$phase\" = \"$1\" ]; }}"
     );
+    render_preflight(&mut o, config.auth.method);
     let _ = writeln!(o);
     let _ = writeln!(
         o,
@@ -136,20 +160,32 @@ fn render_jwt(o: &mut String, config: &Config, policy_name: &str) {
     let _ = writeln!(o);
     let _ = writeln!(
         o,
-        "# Trust the issuer through OIDC discovery. For pinned keys use jwks_url=... or"
+        "# Trust the issuer through OIDC discovery, over TLS verified with"
     );
     let _ = writeln!(
         o,
-        "# jwt_validation_pubkeys=@issuer.pem instead of oidc_discovery_url (keep bound_issuer)."
+        "# OIDC_DISCOVERY_CA_FILE when set (else OpenBao's system roots). For pinned keys"
     );
-    let _ = writeln!(o, "if want auth-config; then");
     let _ = writeln!(
         o,
-        "  bao write {} oidc_discovery_url={} bound_issuer={}",
+        "# use jwks_url=... or jwt_validation_pubkeys=@issuer.pem instead of"
+    );
+    let _ = writeln!(o, "# oidc_discovery_url (keep bound_issuer).");
+    let config_write = format!(
+        "bao write {} oidc_discovery_url={} bound_issuer={}",
         sh_quote(&format!("{mount}/config")),
         sh_quote(issuer),
         sh_quote(issuer)
     );
+    let _ = writeln!(o, "if want auth-config; then");
+    let _ = writeln!(o, "  if [ -n \"${{OIDC_DISCOVERY_CA_FILE:-}}\" ]; then");
+    let _ = writeln!(
+        o,
+        "    {config_write} oidc_discovery_ca_pem=@\"$OIDC_DISCOVERY_CA_FILE\""
+    );
+    let _ = writeln!(o, "  else");
+    let _ = writeln!(o, "    {config_write}");
+    let _ = writeln!(o, "  fi");
     let _ = writeln!(o, "fi");
     let _ = writeln!(o);
     let _ = writeln!(
@@ -167,42 +203,209 @@ fn render_jwt(o: &mut String, config: &Config, policy_name: &str) {
     let _ = writeln!(o, "fi");
 }
 
+/// Checks, before any phase changes OpenBao, the environment the selected
+/// phases read: a missing client CA must not leave half a setup behind.
+fn render_preflight(o: &mut String, method: AuthMethod) {
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "# Inputs from the environment are checked before any phase changes OpenBao."
+    );
+    let _ = writeln!(o, "need_pem() {{");
+    let _ = writeln!(
+        o,
+        "  [ -n \"$2\" ] && [ -f \"$2\" ] && [ -r \"$2\" ] && grep -q -e '-----BEGIN CERTIFICATE-----' <\"$2\" || {{"
+    );
+    let _ = writeln!(
+        o,
+        "    echo \"$1 must name a readable PEM file with $3\" >&2"
+    );
+    let _ = writeln!(o, "    exit 2");
+    let _ = writeln!(o, "  }}");
+    let _ = writeln!(o, "}}");
+    match method {
+        AuthMethod::Jwt => {
+            let _ = writeln!(
+                o,
+                "if want auth-config && [ -n \"${{OIDC_DISCOVERY_CA_FILE:-}}\" ]; then"
+            );
+            let _ = writeln!(
+                o,
+                "  need_pem OIDC_DISCOVERY_CA_FILE \"$OIDC_DISCOVERY_CA_FILE\" \"the CA of the issuer's TLS certificate\""
+            );
+            let _ = writeln!(o, "fi");
+        }
+        AuthMethod::Cert => {
+            let _ = writeln!(o, "if want auth-role; then");
+            let _ = writeln!(
+                o,
+                "  need_pem CLIENT_CA_FILE \"${{CLIENT_CA_FILE:-}}\" \"the CA that issues the nodes' client certificates\""
+            );
+            // `bao write key=@file` reads a file and `key=-` stdin: a name
+            // list must be taken literally.
+            let _ = writeln!(o, "  case \"${{CLIENT_COMMON_NAMES:-}}\" in");
+            let _ = writeln!(o, "    ''|@*|-)");
+            let _ = writeln!(
+                o,
+                "      echo \"CLIENT_COMMON_NAMES must list the client certificates' common names (comma-separated, * globs allowed)\" >&2"
+            );
+            let _ = writeln!(o, "      exit 2 ;;");
+            let _ = writeln!(o, "  esac");
+            let _ = writeln!(o, "fi");
+        }
+    }
+}
+
 fn render_cert(o: &mut String, config: &Config, policy_name: &str) {
     let cert = &config.auth.cert;
+    let mount = &cert.mount_path;
+    // Validated by init: the cert mount path starts with `auth/` and the
+    // role has a name.
+    let enable_path = mount.strip_prefix("auth/").unwrap_or(mount);
     let _ = writeln!(
         o,
-        "# Certificate auth is configured by hand (phases auth-mount, auth-config and"
-    );
-    let _ = writeln!(o, "# auth-role do nothing here). For example:");
-    let _ = writeln!(
-        o,
-        "#   bao auth enable -path={} cert",
-        sh_quote(
-            cert.mount_path
-                .strip_prefix("auth/")
-                .unwrap_or(&cert.mount_path)
-        )
+        "# The certificate auth method the provider logs in with over mTLS (the OpenBao"
     );
     let _ = writeln!(
         o,
-        "#   bao write {} disable_binding=false",
-        sh_quote(&format!("{}/config", cert.mount_path))
+        "# listener must request client certificates: tls_disable_client_certs unset)."
+    );
+    let _ = writeln!(o, "if want auth-mount; then");
+    let _ = writeln!(o, "  bao auth enable -path={} cert", sh_quote(enable_path));
+    let _ = writeln!(o, "fi");
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "# Renewals must present the certificate that logged in (disable_binding=false)."
+    );
+    let _ = writeln!(o, "if want auth-config; then");
+    let _ = writeln!(
+        o,
+        "  bao write {} disable_binding=false",
+        sh_quote(&format!("{mount}/config"))
+    );
+    let _ = writeln!(o, "fi");
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "# The role: only certificates from CLIENT_CA_FILE's CA with one of"
     );
     let _ = writeln!(
         o,
-        "#   bao write {} certificate=@client-ca.pem token_policies={} \\",
-        sh_quote(&format!("{}/certs/{}", cert.mount_path, cert.name)),
+        "# CLIENT_COMMON_NAMES, short-lived tokens that carry only the provider policy."
+    );
+    let _ = writeln!(
+        o,
+        "# Revocation (OCSP, CRLs) is configured on this role; with OCSP keep ocsp_fail_open=false."
+    );
+    let _ = writeln!(o, "if want auth-role; then");
+    let _ = writeln!(
+        o,
+        "  bao write {} certificate=@\"$CLIENT_CA_FILE\" \\",
+        sh_quote(&format!("{mount}/certs/{}", cert.name))
+    );
+    let _ = writeln!(
+        o,
+        "    allowed_common_names=\"$CLIENT_COMMON_NAMES\" token_policies={} \\",
         sh_quote(policy_name)
     );
     let _ = writeln!(
         o,
-        "#     token_ttl=10m token_max_ttl=30m token_no_default_policy=true ocsp_fail_open=false"
+        "    token_ttl=30m token_max_ttl=1h token_no_default_policy=true"
     );
+    let _ = writeln!(o, "fi");
 }
 
 #[cfg(test)]
 mod tests {
-    use super::sh_quote;
+    use super::{render, sh_quote};
+    use crate::scaffold::fixtures;
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+
+    /// The lines of `script` between the last `if want <phase>; then` (the
+    /// phase itself, after any preflight check) and its `fi`.
+    fn phase<'a>(script: &'a str, name: &str) -> Vec<&'a str> {
+        let open = format!("if want {name}; then");
+        let lines: Vec<&str> = script.lines().collect();
+        let start = lines.iter().rposition(|l| *l == open).unwrap();
+        lines[start + 1..]
+            .iter()
+            .take_while(|l| **l != "fi")
+            .copied()
+            .collect()
+    }
+
+    fn parses_as_sh(script: &str) -> bool {
+        let mut sh = Command::new("sh")
+            .arg("-n")
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        sh.stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        sh.wait().unwrap().success()
+    }
+
+    #[test]
+    fn cert_phases_enable_configure_and_bind_the_role() {
+        let script = render(&fixtures::cert(), "openbao-kms-c");
+        assert!(parses_as_sh(&script));
+        assert_eq!(
+            phase(&script, "auth-mount"),
+            ["  bao auth enable -path='k8s-cert' cert"]
+        );
+        assert_eq!(
+            phase(&script, "auth-config"),
+            ["  bao write 'auth/k8s-cert/config' disable_binding=false"]
+        );
+        assert_eq!(
+            phase(&script, "auth-role"),
+            [
+                r#"  bao write 'auth/k8s-cert/certs/kms-nodes' certificate=@"$CLIENT_CA_FILE" \"#,
+                r#"    allowed_common_names="$CLIENT_COMMON_NAMES" token_policies='openbao-kms-c' \"#,
+                "    token_ttl=30m token_max_ttl=1h token_no_default_policy=true",
+            ]
+        );
+        // The role's inputs are required up front, before the transit phase.
+        let preflight = script.find("need_pem CLIENT_CA_FILE").unwrap();
+        assert!(preflight < script.find("if want transit").unwrap());
+        assert!(script.contains("    ''|@*|-)\n"));
+        assert!(!script.contains("OIDC_DISCOVERY_CA_FILE"));
+        assert!(!script.contains(" jwt\n"));
+    }
+
+    #[test]
+    fn jwt_discovery_reads_an_optional_private_ca() {
+        let script = render(&fixtures::jwt(), "openbao-kms-c");
+        assert!(parses_as_sh(&script));
+        let write = "bao write 'auth/k8s-jwt/config' oidc_discovery_url='https://issuer.example.internal' bound_issuer='https://issuer.example.internal'";
+        assert_eq!(
+            phase(&script, "auth-config"),
+            [
+                r#"  if [ -n "${OIDC_DISCOVERY_CA_FILE:-}" ]; then"#.to_owned(),
+                format!(r#"    {write} oidc_discovery_ca_pem=@"$OIDC_DISCOVERY_CA_FILE""#),
+                "  else".to_owned(),
+                format!("    {write}"),
+                "  fi".to_owned(),
+            ]
+        );
+        assert_eq!(
+            phase(&script, "auth-role"),
+            [concat!(
+                r#"  printf '%s\n' '{"role_type":"jwt","bound_audiences":["bao-kms-provider"],"#,
+                r#""bound_subject":"system:openbao-kms:a","user_claim":"sub","token_policies":["openbao-kms-c"],"#,
+                r#""token_ttl":"30m","token_max_ttl":"1h","token_no_default_policy":true}' | bao write 'auth/k8s-jwt/role/kms' -"#
+            )]
+        );
+        assert!(
+            script.contains(r#"if want auth-config && [ -n "${OIDC_DISCOVERY_CA_FILE:-}" ]; then"#)
+        );
+        assert!(!script.contains("CLIENT_CA_FILE"));
+    }
 
     #[test]
     fn quoting_survives_single_quotes() {
