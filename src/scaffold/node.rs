@@ -179,20 +179,24 @@ pub fn render_node_setup(config: &Config, model: Model) -> String {
     }
     match config.auth.method {
         AuthMethod::Jwt => {
-            let _ = writeln!(
-                o,
-                "  echo \"install the CA bundle as {} (0644) and the credential files named in config.yaml\"",
-                config.openbao.ca_cert_file.display()
+            say(
+                &mut o,
+                &format!(
+                    "install the CA bundle as {} (0644) and the credential files named in config.yaml",
+                    config.openbao.ca_cert_file.display()
+                ),
             );
         }
         AuthMethod::Cert => {
             let p = &config.auth.cert.pkcs11;
-            let _ = writeln!(
-                o,
-                "  echo \"install the CA bundle as {} (0644), the client certificate chain (leaf first) as {} and the PKCS#11 user PIN as {} (both root:{group} 0640); the private key stays in the token\"",
-                config.openbao.ca_cert_file.display(),
-                p.certificate_file.display(),
-                p.pin_file.display()
+            say(
+                &mut o,
+                &format!(
+                    "install the CA bundle as {} (0644), the client certificate chain (leaf first) as {} and the PKCS#11 user PIN as {} (both root:{group} 0640); the private key stays in the token",
+                    config.openbao.ca_cert_file.display(),
+                    p.certificate_file.display(),
+                    p.pin_file.display()
+                ),
             );
         }
     }
@@ -351,6 +355,12 @@ pub fn render_static_pod(config: &Config, image: &str, socket_gid: u32) -> Strin
     o
 }
 
+/// A script line printing `message` verbatim: single-quoted as a whole, so a
+/// path with `"`, `$` or a backquote in it is printed, never expanded.
+fn say(o: &mut String, message: &str) {
+    let _ = writeln!(o, "  printf '%s\\n' {}", sh_quote(message));
+}
+
 #[cfg(test)]
 mod tests {
     use super::render_node_setup;
@@ -373,6 +383,25 @@ mod tests {
         assert!(script.contains("/etc/openbao-kms/pkcs11/pin (both root:openbao-kms 0640)"));
         assert!(
             script.contains("  bao-kms-provider doctor --config '/etc/openbao-kms/config.yaml'")
+        );
+    }
+
+    #[test]
+    fn paths_in_messages_are_printed_never_expanded() {
+        let mut config = fixtures::jwt();
+        config.openbao.ca_cert_file = "/etc/openbao-kms/tls/\"$(touch /tmp/x)`id`'.crt".into();
+        let script = render_node_setup(&config, Model::Systemd);
+        let line = script
+            .lines()
+            .find(|l| l.contains("install the CA bundle"))
+            .unwrap();
+        let out = std::process::Command::new("sh")
+            .args(["-c", line])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "install the CA bundle as /etc/openbao-kms/tls/\"$(touch /tmp/x)`id`'.crt (0644) and the credential files named in config.yaml\n"
         );
     }
 
