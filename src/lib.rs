@@ -15,6 +15,8 @@ pub mod diagnostics;
 pub mod encryption_config;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod identity;
 pub mod kms;
 pub mod observe;

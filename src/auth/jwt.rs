@@ -94,7 +94,7 @@ pub struct JwtChecks {
 }
 
 #[derive(Default)]
-struct Claims {
+pub(crate) struct Claims {
     iss: Option<String>,
     sub: Option<String>,
     aud: Vec<String>,
@@ -110,7 +110,7 @@ fn decode_segment(segment: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
-fn parse_claims(jwt: &str) -> Result<Claims, JwtError> {
+pub(crate) fn parse_claims(jwt: &str) -> Result<Claims, JwtError> {
     let parts: Vec<&str> = jwt.split('.').collect();
     let [header, payload, _signature] = parts.as_slice() else {
         return Err(JwtError::Malformed);

@@ -15,3 +15,5 @@ mod token;
 pub use jwt::{JwtChecks, JwtError, read_jwt_file, validate_claims};
 pub use oauth2::{CredentialReason, OAuth2Error, read_client_secret};
 pub use token::{AuthError, TokenManager, TokenSettings};
+#[cfg(feature = "fuzzing")]
+pub(crate) use {jwt::parse_claims, oauth2::parse_response};

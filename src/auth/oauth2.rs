@@ -254,9 +254,9 @@ where
 }
 
 /// A checked access token and its `expires_in`, if the issuer sent one.
-struct Grant {
-    access_token: SecretString,
-    expires_in: Option<u64>,
+pub(crate) struct Grant {
+    pub(crate) access_token: SecretString,
+    pub(crate) expires_in: Option<u64>,
 }
 
 impl TokenEndpoint {
@@ -382,7 +382,7 @@ impl TokenEndpoint {
 }
 
 /// The §3.3 response checks; unknown fields are ignored.
-fn parse_response(body: &[u8]) -> Result<Grant, OAuth2Error> {
+pub(crate) fn parse_response(body: &[u8]) -> Result<Grant, OAuth2Error> {
     #[derive(serde::Deserialize)]
     struct Answer {
         access_token: Option<String>,

@@ -23,6 +23,8 @@ pub use lock::{StateLock, acquire};
 #[cfg(test)]
 pub(crate) use state::tests as state_tests;
 pub use state::{Record, RecordState, StateError, StateFile};
+#[cfg(feature = "fuzzing")]
+pub(crate) use store::Checkpoint;
 pub use store::{CheckpointStatus, Loaded, StatePaths, inspect, load, save};
 pub use transition::{
     Mode, RotationRules, bootstrap_state, check_retained, intact_versions, observe, promote,

@@ -63,7 +63,7 @@ impl Checkpoint {
         }
     }
 
-    fn decode(bytes: &[u8]) -> Result<Self, StateError> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, StateError> {
         let checkpoint: Self = serde_json::from_slice(bytes)
             .map_err(|_| StateError::Corrupt("checkpoint is not a valid document"))?;
         let hash_ok = checkpoint

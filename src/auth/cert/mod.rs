@@ -15,7 +15,7 @@ pub use super::secret_file::FileError;
 pub use chain::{CertChecks, CheckedLeaf, check_chain, read_chain};
 pub use hsm::{Lease, Pkcs11Settings, Token};
 pub use login::{CertLogin, CertLoginSettings, check_credential, check_signer, open_token};
-pub use pin::read_pin;
+pub use pin::{parse_pin, read_pin};
 pub use public_key::PublicKey;
 pub use signer::{TokenClientCert, sign};
 

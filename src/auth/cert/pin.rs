@@ -13,8 +13,12 @@ const MAX_PIN_FILE_BYTES: u64 = 4096;
 /// Reads the PIN: trailing CR/LF stripped, non-empty, a single line (an
 /// interior line break is refused rather than guessed around).
 pub fn read_pin(path: &Path) -> Result<SecretString, CertError> {
-    let raw = read_strict(path, MAX_PIN_FILE_BYTES).map_err(CertError::PinFile)?;
-    let text = std::str::from_utf8(&raw).map_err(|_| CertError::PinMalformed)?;
+    parse_pin(&read_strict(path, MAX_PIN_FILE_BYTES).map_err(CertError::PinFile)?)
+}
+
+/// The PIN in a PIN file's contents (the rules of [`read_pin`] after the read).
+pub fn parse_pin(raw: &[u8]) -> Result<SecretString, CertError> {
+    let text = std::str::from_utf8(raw).map_err(|_| CertError::PinMalformed)?;
     let text = text.trim_end_matches(['\r', '\n']);
     if text.is_empty() || text.contains(['\r', '\n']) {
         return Err(CertError::PinMalformed);

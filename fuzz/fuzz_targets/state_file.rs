@@ -1,0 +1,6 @@
+//! cargo-fuzz target: `bao_kms_provider::fuzzing::state_file`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    bao_kms_provider::fuzzing::state_file(data);
+});
