@@ -1087,12 +1087,11 @@ fn the_pkcs11_unit_logs_in_with_a_softhsm_token_under_a_real_systemd() {
 
     let start = Instant::now();
     c.ok(&["systemctl", "start", PKCS11_UNIT]);
-    let ready = wait_ready(&c, PKCS11_UNIT, 0);
+    wait_ready(&c, PKCS11_UNIT, 0);
     eprintln!(
         "{PKCS11_UNIT}: systemctl start → serve.ready: {:?}",
         start.elapsed()
     );
-    assert!(ready > Duration::ZERO);
     assert_sandbox_in_force(&c, PKCS11_UNIT);
     assert_eq!(
         c.ok(&["stat", "-c", "%U:%G %a %F", SOCKET]).trim(),
