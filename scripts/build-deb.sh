@@ -2,11 +2,15 @@
 # Builds the bao-kms-provider .deb with dpkg-deb from a staged tree.
 #
 # Usage: scripts/build-deb.sh [--binary PATH] [--out DIR] [--compression TYPE]
+#                              [--version VERSION]
 #   --binary       the bao-kms-provider executable to package (default: build
 #                  it with `cargo build --release --locked` and use that)
 #   --out          where to write the .deb (default: <cargo target dir>/debian)
 #   --compression  dpkg-deb -Z type (default xz; the tests use gzip, which is
 #                  ten times faster on a debug binary)
+#   --version      the package version (default: the [package] version in
+#                  Cargo.toml); tests/systemd_boot.rs builds a second, higher
+#                  one (e.g. 0.1.0+upgrade1) to upgrade a package in place
 # stdout: the path of the .deb, last line. Needs dpkg-deb, dpkg-shlibdeps
 # (dpkg-dev) and strip (binutils).
 #
@@ -20,6 +24,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BINARY=""
+VERSION=""
 OUT="$TARGET_DIR/debian"
 COMPRESSION=xz
 
@@ -28,7 +33,8 @@ while [ $# -gt 0 ]; do
     --binary) BINARY="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     --compression) COMPRESSION="$2"; shift 2 ;;
-    *) echo "usage: $0 [--binary PATH] [--out DIR] [--compression TYPE]" >&2; exit 2 ;;
+    --version) VERSION="$2"; shift 2 ;;
+    *) echo "usage: $0 [--binary PATH] [--out DIR] [--compression TYPE] [--version VERSION]" >&2; exit 2 ;;
   esac
 done
 
@@ -43,9 +49,12 @@ fi
 
 PACKAGE=bao-kms-provider
 # The [package] version from Cargo.toml (the first `version =` after it).
-VERSION="$(awk '/^\[package\]/{p=1; next} /^\[/{p=0} p && /^version *=/{gsub(/[" ]/,"",$0); sub(/^version=/,"",$0); print; exit}' Cargo.toml)"
+[ -n "$VERSION" ] || VERSION="$(awk '/^\[package\]/{p=1; next} /^\[/{p=0} p && /^version *=/{gsub(/[" ]/,"",$0); sub(/^version=/,"",$0); print; exit}' Cargo.toml)"
 ARCH="$(dpkg --print-architecture)"
 [ -n "$VERSION" ] || { log "no version in Cargo.toml"; exit 1; }
+# Debian's version syntax (upstream part starts with a digit; no epoch or
+# revision here), so dpkg-deb cannot fail late on a typo.
+[[ "$VERSION" =~ ^[0-9][A-Za-z0-9.+~]*$ ]] || { log "not a package version: $VERSION"; exit 2; }
 
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT

@@ -6,6 +6,8 @@
 # root/venv is needed and nothing global changes -- and the Debian tools
 # tests/deploy.rs runs (systemd-analyze, systemd-sysusers/-tmpfiles, dpkg-deb,
 # dpkg-shlibdeps, strip, useradd, setpriv), SoftHSM2 for tests/cert_auth.rs,
+# systemd-nspawn, debootstrap and a cached Debian root for
+# tests/systemd_boot.rs (<repo>/.tools/nspawn-root),
 # and the OAuth2 tests' OpenID provider: npm's oauth2-mock-server into
 # <repo>/.tools/node (Node.js and npm from apt only if missing). Idempotent:
 # a present 2.7.2, an importable jsonschema, the pinned oauth2-mock-server and
@@ -68,6 +70,13 @@ ensure_deb useradd passwd
 ensure_deb setpriv util-linux
 # tests/cert_auth.rs: a real PKCS#11 module and its token tool (SoftHSM2).
 ensure_deb softhsm2-util softhsm2
+# tests/systemd_boot.rs: a real systemd booted in a container from a cached
+# debootstrap root (scripts/build-nspawn-root.sh; ~250 MB under .tools/).
+ensure_deb systemd-nspawn systemd-container
+ensure_deb debootstrap debootstrap
+ensure_deb nsenter util-linux
+ensure_deb flock util-linux
+"$ROOT/scripts/build-nspawn-root.sh" >/dev/null
 
 ensure_pip() {
   ensure_deb python3 python3

