@@ -3,18 +3,20 @@
 //! Trust is pinned to the configured CA bundle (no system roots), the TLS server
 //! name is the configured one regardless of the address host, TLS 1.2 is the
 //! floor, proxies and redirects are never followed (hyper does neither), every
-//! call has a whole-request deadline and response bodies are capped.
+//! call has a whole-request deadline and response bodies are capped. A name
+//! that resolves to several nodes is served by whichever answers
+//! ([`super::failover`]).
 
 use super::error::{ErrorClass, OpenBaoError, Operation};
+use super::failover::{DnsError, Failover};
 use crate::observe::metrics::Metrics;
 use crate::regular_file::ReadError;
 use crate::secret::SecretString;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{HttpConnector, HttpInfo, capture_connection};
 use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -59,7 +61,9 @@ impl std::error::Error for BuildError {}
 /// A pooled HTTPS client bound to one OpenBao endpoint.
 #[derive(Clone)]
 pub struct HttpClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<Failover, Full<Bytes>>,
+    /// The client's connector, told which node a request timed out on.
+    failover: Failover,
     /// `scheme://authority` plus any path prefix, without a trailing slash.
     base: Arc<str>,
     namespace: Option<HeaderValue>,
@@ -147,10 +151,11 @@ impl HttpClient {
             .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(server_name))
             .enable_http1()
             .wrap_connector(http);
+        let failover = Failover::new(https);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(16)
-            .build(https);
+            .build(failover.clone());
         let namespace = if namespace.is_empty() {
             None
         } else {
@@ -158,6 +163,7 @@ impl HttpClient {
         };
         Ok(Self {
             client,
+            failover,
             base: address.trim_end_matches('/').into(),
             namespace,
             metrics: None,
@@ -176,10 +182,7 @@ impl HttpClient {
     pub async fn send(&self, call: Call<'_>, timeout: Duration) -> Result<Answer, OpenBaoError> {
         let op = call.op;
         let started = std::time::Instant::now();
-        let result = match tokio::time::timeout(timeout, self.exchange(call)).await {
-            Ok(result) => result,
-            Err(_) => Err(OpenBaoError::new(op, ErrorClass::Timeout)),
-        };
+        let result = self.exchange(call, timeout).await;
         let status = result.as_ref().map_or_else(|e| e.class.as_str(), |_| "ok");
         let elapsed = started.elapsed();
         if let Some(metrics) = &self.metrics {
@@ -203,7 +206,7 @@ impl HttpClient {
         result
     }
 
-    async fn exchange(&self, call: Call<'_>) -> Result<Answer, OpenBaoError> {
+    async fn exchange(&self, call: Call<'_>, timeout: Duration) -> Result<Answer, OpenBaoError> {
         let Call {
             op,
             method,
@@ -227,9 +230,35 @@ impl HttpClient {
         if body.is_some() {
             request = request.header("Content-Type", "application/json");
         }
-        let request = request
+        let mut request = request
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|_| fail(ErrorClass::InvalidRequest))?;
+        let connection = capture_connection(&mut request);
+        match tokio::time::timeout(timeout, self.respond(op, request, limit)).await {
+            Ok(result) => result,
+            Err(_) => {
+                // A node that accepted the request and never answered is hung:
+                // new connections should try the other addresses first.
+                let remote = connection.connection_metadata().as_ref().and_then(|c| {
+                    let mut extensions = http::Extensions::new();
+                    c.get_extras(&mut extensions);
+                    extensions.get::<HttpInfo>().map(HttpInfo::remote_addr)
+                });
+                if let Some(addr) = remote {
+                    self.failover.avoid(addr);
+                }
+                Err(fail(ErrorClass::Timeout))
+            }
+        }
+    }
+
+    async fn respond(
+        &self,
+        op: Operation,
+        request: Request<Full<Bytes>>,
+        limit: usize,
+    ) -> Result<Answer, OpenBaoError> {
+        let fail = |class| OpenBaoError::new(op, class);
         let response = self
             .client
             .request(request)
@@ -301,7 +330,7 @@ fn classify_transport(error: &(dyn std::error::Error + 'static)) -> ErrorClass {
         if e.downcast_ref::<rustls::Error>().is_some() {
             return ErrorClass::TlsFailed;
         }
-        if e.to_string().starts_with("dns error") {
+        if e.downcast_ref::<DnsError>().is_some() {
             return ErrorClass::DnsFailed;
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {

@@ -5,6 +5,7 @@
 
 mod auth_api;
 mod error;
+mod failover;
 mod http;
 mod sys;
 mod token_source;

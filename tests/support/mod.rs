@@ -13,6 +13,7 @@
 // Test scaffolding: failing loudly is the desired behaviour.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod cluster;
 pub mod http;
 pub mod jwt;
 pub mod kms;

@@ -53,7 +53,7 @@ fn audit_hcl(dir: &Path) -> String {
     )
 }
 
-const AUDIT_LOG: &str = "audit.log";
+pub const AUDIT_LOG: &str = "audit.log";
 
 /// Spec §5.1, exactly: six paths, nothing else (no `create`, no key config,
 /// no export/backup), so tests catch any call the provider should not make.
@@ -338,23 +338,7 @@ ui = false
     /// Written to a sibling and renamed into place, so a provider re-reading
     /// the file concurrently sees the old or the new token, never a torn one.
     pub fn write_jwt(&self, path: &Path, claims: &Claims) {
-        let jwt = self.issuer.mint(claims);
-        self.minted.lock().unwrap().push(jwt.clone());
-        let name = path.file_name().expect("jwt path has a file name");
-        let tmp = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .unwrap_or_else(|e| panic!("create {}: {e}", tmp.display()));
-        // `mode` only applies on creation; a leftover file keeps its old mode.
-        f.set_permissions(Permissions::from_mode(0o600))
-            .expect("chmod jwt");
-        f.write_all(jwt.as_bytes()).expect("write jwt");
-        drop(f);
-        fs::rename(&tmp, path).unwrap_or_else(|e| panic!("rename to {}: {e}", path.display()));
+        write_jwt_file(&self.issuer, &self.minted, path, claims);
     }
 
     /// Freezes the server (SIGSTOP): connections hang instead of failing,
@@ -598,64 +582,7 @@ ui = false
     }
 
     fn configure(&self) {
-        let key_path = format!("{TRANSIT_MOUNT}/keys/{KEY_NAME}");
-        self.bao_ok(&[
-            "secrets",
-            "enable",
-            &format!("-path={TRANSIT_MOUNT}"),
-            "transit",
-        ]);
-        self.bao_ok(&[
-            "write",
-            &format!("{TRANSIT_MOUNT}/config/keys"),
-            "disable_upsert=true",
-        ]);
-        self.bao_ok(&[
-            "write",
-            "-f",
-            &key_path,
-            "type=aes256-gcm96",
-            "exportable=false",
-            "allow_plaintext_backup=false",
-        ]);
-        // Already the default; set explicitly so the profile never depends on it.
-        self.bao_ok(&[
-            "write",
-            &format!("{key_path}/config"),
-            "deletion_allowed=false",
-        ]);
-
-        let jwt_path = JWT_MOUNT
-            .strip_prefix("auth/")
-            .expect("JWT_MOUNT under auth/");
-        self.bao_ok(&["auth", "enable", &format!("-path={jwt_path}"), "jwt"]);
-        self.bao_ok(&[
-            "write",
-            &format!("{JWT_MOUNT}/config"),
-            &format!("jwt_validation_pubkeys={}", self.issuer.public_key_pem()),
-            &format!("bound_issuer={ISSUER}"),
-        ]);
-
-        let policy_file = self.dir.path().join(format!("{POLICY}.hcl"));
-        fs::write(&policy_file, policy_hcl()).expect("write policy file");
-        self.bao_ok(&[
-            "policy",
-            "write",
-            POLICY,
-            policy_file.to_str().expect("UTF-8 temp dir"),
-        ]);
-        self.bao_ok(&[
-            "write",
-            &format!("{JWT_MOUNT}/role/{ROLE}"),
-            "role_type=jwt",
-            &format!("bound_audiences={AUDIENCE}"),
-            "user_claim=sub",
-            &format!("bound_subject={SUBJECT}"),
-            &format!("token_policies={POLICY}"),
-            "token_no_default_policy=true",
-            "token_ttl=1h",
-            "token_max_ttl=24h",
-        ]);
+        configure(&|args| self.bao_ok(args), self.dir.path(), &self.issuer);
     }
 
     fn signal(&self, sig: Signal) {
@@ -685,6 +612,96 @@ impl Drop for Lab {
             let _ = child.wait();
         }
     }
+}
+
+/// Mints `claims` with `issuer`, records the JWT in `minted` and writes it to
+/// `path` with mode 0600, as the provider's file checks require.
+///
+/// Written to a sibling and renamed into place, so a provider re-reading
+/// the file concurrently sees the old or the new token, never a torn one.
+pub fn write_jwt_file(issuer: &Issuer, minted: &Mutex<Vec<String>>, path: &Path, claims: &Claims) {
+    let jwt = issuer.mint(claims);
+    minted.lock().unwrap().push(jwt.clone());
+    let name = path.file_name().expect("jwt path has a file name");
+    let tmp = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .unwrap_or_else(|e| panic!("create {}: {e}", tmp.display()));
+    // `mode` only applies on creation; a leftover file keeps its old mode.
+    f.set_permissions(Permissions::from_mode(0o600))
+        .expect("chmod jwt");
+    f.write_all(jwt.as_bytes()).expect("write jwt");
+    drop(f);
+    fs::rename(&tmp, path).unwrap_or_else(|e| panic!("rename to {}: {e}", path.display()));
+}
+
+/// The production setup every lab gets (Transit with `disable_upsert`, the
+/// key profile, JWT auth trusting `issuer`, the policy and role), applied
+/// through `bao_ok` (a root CLI call that panics on failure); `dir` holds the
+/// policy file.
+pub fn configure(bao_ok: &dyn Fn(&[&str]) -> String, dir: &Path, issuer: &Issuer) {
+    let key_path = format!("{TRANSIT_MOUNT}/keys/{KEY_NAME}");
+    bao_ok(&[
+        "secrets",
+        "enable",
+        &format!("-path={TRANSIT_MOUNT}"),
+        "transit",
+    ]);
+    bao_ok(&[
+        "write",
+        &format!("{TRANSIT_MOUNT}/config/keys"),
+        "disable_upsert=true",
+    ]);
+    bao_ok(&[
+        "write",
+        "-f",
+        &key_path,
+        "type=aes256-gcm96",
+        "exportable=false",
+        "allow_plaintext_backup=false",
+    ]);
+    // Already the default; set explicitly so the profile never depends on it.
+    bao_ok(&[
+        "write",
+        &format!("{key_path}/config"),
+        "deletion_allowed=false",
+    ]);
+
+    let jwt_path = JWT_MOUNT
+        .strip_prefix("auth/")
+        .expect("JWT_MOUNT under auth/");
+    bao_ok(&["auth", "enable", &format!("-path={jwt_path}"), "jwt"]);
+    bao_ok(&[
+        "write",
+        &format!("{JWT_MOUNT}/config"),
+        &format!("jwt_validation_pubkeys={}", issuer.public_key_pem()),
+        &format!("bound_issuer={ISSUER}"),
+    ]);
+
+    let policy_file = dir.join(format!("{POLICY}.hcl"));
+    fs::write(&policy_file, policy_hcl()).expect("write policy file");
+    bao_ok(&[
+        "policy",
+        "write",
+        POLICY,
+        policy_file.to_str().expect("UTF-8 temp dir"),
+    ]);
+    bao_ok(&[
+        "write",
+        &format!("{JWT_MOUNT}/role/{ROLE}"),
+        "role_type=jwt",
+        &format!("bound_audiences={AUDIENCE}"),
+        "user_claim=sub",
+        &format!("bound_subject={SUBJECT}"),
+        &format!("token_policies={POLICY}"),
+        "token_no_default_policy=true",
+        "token_ttl=1h",
+        "token_max_ttl=24h",
+    ]);
 }
 
 /// Unsealed and serving requests: dev servers have no HA, raft nodes must
@@ -723,7 +740,7 @@ fn free_port_pair() -> u16 {
 
 /// 128 random bits, hex: unguessable, and distinctive enough for tests that
 /// scan output for leaked secrets.
-fn random_token() -> String {
+pub fn random_token() -> String {
     let mut bytes = [0u8; 16];
     SystemRandom::new().fill(&mut bytes).expect("system RNG");
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -732,6 +749,11 @@ fn random_token() -> String {
 /// A throwaway CA and a server certificate for `localhost` / `127.0.0.1`;
 /// returns (CA, certificate, key) paths.
 pub fn write_tls_material(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    write_tls_material_for(dir, &["localhost", "127.0.0.1"])
+}
+
+/// Like [`write_tls_material`], for the given DNS names and IP addresses.
+pub fn write_tls_material_for(dir: &Path, names: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
     use rcgen::{
         BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
         IsCa, KeyPair, KeyUsagePurpose,
@@ -746,8 +768,9 @@ pub fn write_tls_material(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key"))
         .expect("self-sign CA");
 
-    let mut params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .expect("server params");
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
+            .expect("server params");
     params
         .distinguished_name
         .push(DnType::CommonName, "localhost");

@@ -59,6 +59,33 @@ pub struct Setup {
     /// Secrets its output must never contain besides the lab's (a PIN, a
     /// private key).
     pub secrets: Known,
+    /// A hosts file the provider (and only it) sees as `/etc/hosts`: `serve`
+    /// runs in a private mount namespace with the file bound over it, so a
+    /// test can give a name several addresses without touching the machine.
+    pub hosts_file: Option<PathBuf>,
+}
+
+/// What a provider needs from the OpenBao it runs against: a JWT its auth
+/// trusts, the JWTs minted so far, and every audit log (a cluster has one per
+/// node), so the leak scan knows each token OpenBao issued.
+pub trait Backend {
+    fn write_jwt(&self, path: &Path, claims: &Claims);
+    fn minted_jwts(&self) -> Arc<Mutex<Vec<String>>>;
+    fn audit_logs(&self) -> Vec<PathBuf>;
+}
+
+impl Backend for Lab {
+    fn write_jwt(&self, path: &Path, claims: &Claims) {
+        Lab::write_jwt(self, path, claims);
+    }
+
+    fn minted_jwts(&self) -> Arc<Mutex<Vec<String>>> {
+        Lab::minted_jwts(self)
+    }
+
+    fn audit_logs(&self) -> Vec<PathBuf> {
+        vec![self.audit_log()]
+    }
 }
 
 /// A loopback port that was free a moment ago.
@@ -83,9 +110,15 @@ impl Setup {
     }
 
     pub fn new(lab: &Lab) -> Setup {
+        Setup::for_address(&lab.addr(), lab.ca_file())
+    }
+
+    /// A working configuration for the OpenBao at `address` whose certificate
+    /// `ca_file` verifies for `localhost`.
+    pub fn for_address(address: &str, ca_file: &Path) -> Setup {
         Setup {
-            address: lab.addr(),
-            ca_file: lab.ca_file().to_owned(),
+            address: address.to_owned(),
+            ca_file: ca_file.to_owned(),
             tls_server_name: "localhost".into(),
             cluster_id: "workload-a".into(),
             timeout: "2s",
@@ -109,6 +142,7 @@ impl Setup {
             auth_yaml: None,
             env: Vec::new(),
             secrets: Known::default(),
+            hosts_file: None,
         }
     }
 }
@@ -127,9 +161,10 @@ pub struct Provider {
     fault: Option<&'static str>,
     env: Vec<(String, String)>,
     secrets: Known,
-    /// What the leak scan must know: the lab's audit log (every token it
-    /// issued) and every JWT the lab minted.
-    audit_log: PathBuf,
+    hosts_file: Option<PathBuf>,
+    /// What the leak scan must know: every audit log of the lab (every token
+    /// it issued) and every JWT the lab minted.
+    audit_logs: Vec<PathBuf>,
     lab_jwts: Arc<Mutex<Vec<String>>>,
     /// The OAuth2 client's secret file and issuer records, when used.
     oauth2: Option<(PathBuf, OAuth2Setup)>,
@@ -270,7 +305,7 @@ fn chmod(path: &Path, mode: u32) {
 
 impl Provider {
     /// Writes config, CA copy and JWT for `setup`, without starting anything.
-    pub fn prepare(lab: &Lab, setup: &Setup) -> Provider {
+    pub fn prepare(lab: &dyn Backend, setup: &Setup) -> Provider {
         let files = TempDir::new("kms-files");
         let socket_dir = TempDir::new_in(Path::new("/run/openbao-kms"), "t");
         chmod(socket_dir.path(), 0o750);
@@ -307,7 +342,8 @@ impl Provider {
             fault: setup.fault,
             env: setup.env.clone(),
             secrets: setup.secrets.clone(),
-            audit_log: lab.audit_log(),
+            hosts_file: setup.hosts_file.clone(),
+            audit_logs: lab.audit_logs(),
             lab_jwts: lab.minted_jwts(),
             oauth2,
             socket_dir,
@@ -316,7 +352,7 @@ impl Provider {
     }
 
     /// Prepares and starts `serve`; waits until the socket exists.
-    pub fn start(lab: &Lab, setup: &Setup) -> Provider {
+    pub fn start(lab: &dyn Backend, setup: &Setup) -> Provider {
         let mut provider = Provider::prepare(lab, setup);
         provider.spawn();
         provider.wait_ready(Duration::from_secs(30));
@@ -327,7 +363,18 @@ impl Provider {
     pub fn spawn(&mut self) {
         let stdout = fs::File::create(&self.stdout).expect("stdout file");
         let stderr = fs::File::create(&self.stderr).expect("stderr file");
-        let mut command = Command::new(BIN);
+        let mut command = match &self.hosts_file {
+            None => Command::new(BIN),
+            Some(hosts) => {
+                // unshare and sh exec in place: the child's pid is the provider's.
+                let mut c = Command::new("/usr/bin/unshare");
+                c.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+                    .arg(r#"/usr/bin/mount --bind "$0" /etc/hosts && exec "$@""#)
+                    .arg(hosts)
+                    .arg(BIN);
+                c
+            }
+        };
         command
             .args(["serve", "--config"])
             .arg(&self.config)
@@ -452,7 +499,11 @@ impl Provider {
             extra,
             ..Known::default()
         }
-        .merge(leaks::audited(&self.audit_log))
+        .merge(
+            self.audit_logs
+                .iter()
+                .fold(Known::default(), |k, log| k.merge(leaks::audited(log))),
+        )
         .merge(self.secrets.clone())
     }
 
