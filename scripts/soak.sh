@@ -31,6 +31,7 @@ PROVIDER="$ROOT/target/release/bao-kms-provider"
 . "$ROOT/scripts/lab.sh"
 
 cleanup() {
+  cp "$(dirname "$LAB")/provider.log" "$OUT/provider.log" 2>/dev/null || true
   kill "$PID" 2>/dev/null || true
   lab_stop "$LAB" 2>/dev/null || true
   rm -rf "$(dirname "$LAB")" 2>/dev/null || true
@@ -49,9 +50,10 @@ status_key_id() {
     python3 -c 'import json,sys; r=json.load(sys.stdin); print(next(c["message"] for c in r["checks"] if c["id"]=="kms.key_id"))'
 }
 
-# Warm-up: connections, token and caches exist before the first sample.
+# Warm-up with the same shape (storm included): connections, token and
+# caches exist before the first sample, so growth means a leak.
 "$PROVIDER" benchmark --mode socket --socket "$SOCKET" --duration 10s \
-  --concurrency "$CONCURRENCY" --storm 0 > /dev/null
+  --concurrency "$CONCURRENCY" --storm 256 > /dev/null
 sample start | tee "$OUT/samples"
 status_key_id > "$OUT/key_id.before"
 
@@ -65,7 +67,11 @@ wait "$BENCH"
 sample end | tee -a "$OUT/samples"
 status_key_id > "$OUT/key_id.after"
 
-echo "benchmark (JSON): $OUT/benchmark.json"
+echo "benchmark (JSON): $OUT/benchmark.json; provider log: $OUT/provider.log"
+# Warnings and errors the provider logged, by message (bounded fields only).
+cleanup
+trap - EXIT
+grep -E 'WARN|ERROR' "$OUT/provider.log" | sed -E 's/^[^ ]+ +//' | cut -c1-160 | sort | uniq -c | sort -rn | head -20 || true
 python3 - "$OUT" <<'PY'
 import json, sys, pathlib
 out = pathlib.Path(sys.argv[1])
