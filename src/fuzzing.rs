@@ -173,8 +173,9 @@ pub fn encryption_config(data: &[u8]) -> bool {
             socket_path: SOCKET,
         };
         assert!(
-            file.is_ok_and(|f| encryption_config::check(&f, expected, IdentityFallback::Allow)
-                .is_ok()),
+            file.is_ok_and(
+                |f| encryption_config::check(&f, expected, IdentityFallback::Allow).is_ok()
+            ),
             "an accepted providerName renders an EncryptionConfiguration that fails its own checks"
         );
     }

@@ -60,10 +60,7 @@ fn every_seed_upholds_its_targets_properties_and_both_paths_are_reached() {
             accepted += usize::from(ok);
         }
         assert!(accepted > 0, "{name}: no seed reaches the accepting path");
-        assert!(
-            accepted < seeds.len(),
-            "{name}: no seed reaches a refusal"
-        );
+        assert!(accepted < seeds.len(), "{name}: no seed reaches a refusal");
     }
 }
 
