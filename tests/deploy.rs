@@ -612,6 +612,26 @@ fn static_pod_manifest_follows_every_static_pod_rule() {
         .expect("image pinned by digest")
         .1;
     assert!(digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()));
+    // The digest is written by `scripts/build-image.sh --pin-static-pod`,
+    // never by hand: its note names this package version and a commit.
+    let raw = read("deploy/static-pod/bao-kms-provider.yaml");
+    let lines: Vec<&str> = raw.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.trim() == format!("image: {image}"))
+        .unwrap();
+    let note = lines[at - 1]
+        .trim()
+        .strip_prefix("# image: scripts/build-image.sh --pin-static-pod, bao-kms-provider ")
+        .unwrap_or_else(|| panic!("no pin note above the image: {}", lines[at - 1]));
+    let (pinned_version, commit) = note.split_once(", commit ").unwrap();
+    assert_eq!(
+        pinned_version,
+        env!("CARGO_PKG_VERSION"),
+        "re-pin the image for this version"
+    );
+    assert!(commit.len() == 40 && commit.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_ne!(digest, "0".repeat(64), "placeholder digest");
     assert_eq!(c["imagePullPolicy"], "IfNotPresent");
     let args: Vec<&str> = c["args"]
         .as_sequence()
