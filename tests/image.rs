@@ -125,8 +125,15 @@ fn builds() -> &'static [Build; 2] {
     BUILDS.get_or_init(|| [Build::run("image-a"), Build::run("image-b")])
 }
 
-/// The commit time every timestamp in the image must carry.
+/// The time every timestamp in the image must carry: `SOURCE_DATE_EPOCH`
+/// if the caller set one (the script honours it), else the commit time.
 fn source_date_epoch() -> i64 {
+    if let Some(epoch) = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        return epoch.parse().unwrap();
+    }
     let out = run(Command::new("git")
         .args(["log", "-1", "--format=%ct", "HEAD"])
         .current_dir(repo("")));
