@@ -5,9 +5,9 @@
 # validator) into <repo>/.tools/python -- not the system Python, so no
 # root/venv is needed and nothing global changes -- and the Debian tools
 # tests/deploy.rs runs (systemd-analyze, systemd-sysusers/-tmpfiles, dpkg-deb,
-# dpkg-shlibdeps, strip, useradd, setpriv), SoftHSM2 for tests/cert_auth.rs,
-# systemd-nspawn, debootstrap and a cached Debian root for
-# tests/systemd_boot.rs (<repo>/.tools/nspawn-root),
+# dpkg-shlibdeps, strip, useradd, setpriv), umoci for tests/image.rs,
+# SoftHSM2 for tests/cert_auth.rs, systemd-nspawn, debootstrap and a cached
+# Debian root for tests/systemd_boot.rs (<repo>/.tools/nspawn-root),
 # and the OAuth2 tests' OpenID provider: npm's oauth2-mock-server into
 # <repo>/.tools/node (Node.js and npm from apt only if missing). Idempotent:
 # a present 2.7.2, an importable jsonschema, the pinned oauth2-mock-server and
@@ -68,6 +68,12 @@ ensure_deb dpkg-shlibdeps dpkg-dev
 ensure_deb strip binutils
 ensure_deb useradd passwd
 ensure_deb setpriv util-linux
+# tests/image.rs: umoci assembles and unpacks the OCI image; gzip for man
+# pages (scripts/build-deb.sh); unshare and chroot run the unpacked image.
+ensure_deb umoci umoci
+ensure_deb gzip gzip
+ensure_deb unshare util-linux
+ensure_deb chroot coreutils
 # tests/cert_auth.rs: a real PKCS#11 module and its token tool (SoftHSM2).
 ensure_deb softhsm2-util softhsm2
 # tests/systemd_boot.rs: a real systemd booted in a container from a cached

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls this script):
 # installs what the tests need (the real OpenBao 2.7.2 binary, openssl, and
-# the Debian tools the deployment tests use: systemd, dpkg-dev, binutils),
+# the Debian tools the deployment tests use: systemd, dpkg-dev, binutils,
+# umoci), builds the release binary the image tests pack,
 # checks formatting and lints, then runs unit and integration tests against
 # real OpenBao servers over HTTPS with real JWT auth and the real Unix socket.
 #
@@ -26,6 +27,13 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
+# Once, before the tests and not during them: tests/image.rs packs this
+# binary (twice) and would otherwise compile it, for minutes, while the
+# timing-sensitive integration tests run.
+echo "== scripts/build-release.sh (the binary the image and the .deb ship)"
+started=$SECONDS
+scripts/build-release.sh
+echo "release build: $((SECONDS - started)) s"
 echo "== cargo test"
 RESULTS="$(mktemp)"
 trap 'rm -f "$RESULTS"' EXIT

@@ -612,6 +612,26 @@ fn static_pod_manifest_follows_every_static_pod_rule() {
         .expect("image pinned by digest")
         .1;
     assert!(digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()));
+    // The digest is written by `scripts/build-image.sh --pin-static-pod`,
+    // never by hand: its note names this package version and a commit.
+    let raw = read("deploy/static-pod/bao-kms-provider.yaml");
+    let lines: Vec<&str> = raw.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.trim() == format!("image: {image}"))
+        .unwrap();
+    let note = lines[at - 1]
+        .trim()
+        .strip_prefix("# image: scripts/build-image.sh --pin-static-pod, bao-kms-provider ")
+        .unwrap_or_else(|| panic!("no pin note above the image: {}", lines[at - 1]));
+    let (pinned_version, commit) = note.split_once(", commit ").unwrap();
+    assert_eq!(
+        pinned_version,
+        env!("CARGO_PKG_VERSION"),
+        "re-pin the image for this version"
+    );
+    assert!(commit.len() == 40 && commit.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_ne!(digest, "0".repeat(64), "placeholder digest");
     assert_eq!(c["imagePullPolicy"], "IfNotPresent");
     let args: Vec<&str> = c["args"]
         .as_sequence()
@@ -782,6 +802,23 @@ fn deb_package_has_the_layout_modes_conffile_and_scripts() {
             "/usr/share/doc/bao-kms-provider/examples/encryption-config-readers.yaml",
             "-rw-r--r--",
         ),
+        ("/usr/share/man/man1/bao-kms-provider.1.gz", "-rw-r--r--"),
+        (
+            "/usr/share/man/man1/bao-kms-provider-serve.1.gz",
+            "-rw-r--r--",
+        ),
+        (
+            "/usr/share/bash-completion/completions/bao-kms-provider",
+            "-rw-r--r--",
+        ),
+        (
+            "/usr/share/zsh/vendor-completions/_bao-kms-provider",
+            "-rw-r--r--",
+        ),
+        (
+            "/usr/share/fish/vendor_completions.d/bao-kms-provider.fish",
+            "-rw-r--r--",
+        ),
     ];
     for (path, perms) in expected {
         let (got, owner) = listing
@@ -900,12 +937,98 @@ fn deb_package_has_the_layout_modes_conffile_and_scripts() {
         fs::read_to_string(tree.join("etc/openbao-kms/config.yaml")).unwrap(),
         read("deploy/config/provider-systemd.yaml")
     );
-    let version_out = stdout(&run(
-        Command::new(tree.join("usr/bin/bao-kms-provider")).arg("version")
-    ));
+    let packaged = tree.join("usr/bin/bao-kms-provider");
+    let version_out = stdout(&run(Command::new(&packaged).arg("version")));
     assert!(
         version_out.contains(&format!("version: v{version}\n")),
         "{version_out}"
+    );
+    assert_eq!(
+        stdout(&run(Command::new(&packaged).arg("--version"))),
+        format!("bao-kms-provider v{version}\n"),
+        "--version matches the package"
+    );
+
+    // A man page per command the help lists (and per subcommand of a
+    // group), each a roff page for its own command.
+    let help = stdout(&run(Command::new(&packaged).arg("--help")));
+    let commands: Vec<&str> = help
+        .split_once("Commands:\n")
+        .unwrap()
+        .1
+        .lines()
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() > 10, "{help}");
+    let man = tree.join("usr/share/man/man1");
+    let pages: BTreeSet<String> = fs::read_dir(&man)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    for command in std::iter::once("").chain(commands) {
+        let name = if command.is_empty() {
+            "bao-kms-provider".to_owned()
+        } else {
+            format!("bao-kms-provider-{command}")
+        };
+        assert!(pages.contains(&format!("{name}.1.gz")), "{name}: {pages:?}");
+        let text = stdout(&run(Command::new("gzip")
+            .arg("-dc")
+            .arg(man.join(format!("{name}.1.gz")))));
+        let title = text.lines().find(|l| l.starts_with(".TH ")).unwrap();
+        assert!(
+            title.starts_with(&format!(".TH {name} 1 "))
+                && title.contains(&format!("\"bao-kms-provider {version}\"")),
+            "{name}: {text}"
+        );
+    }
+    assert!(
+        pages.contains("bao-kms-provider-policy-openbao.1.gz"),
+        "{pages:?}"
+    );
+    assert!(!pages.iter().any(|p| p.contains("-man.")), "man is hidden");
+    // Completions are the binary's own, for its real flags.
+    for (shell, path) in [
+        (
+            "bash",
+            "usr/share/bash-completion/completions/bao-kms-provider",
+        ),
+        ("zsh", "usr/share/zsh/vendor-completions/_bao-kms-provider"),
+        (
+            "fish",
+            "usr/share/fish/vendor_completions.d/bao-kms-provider.fish",
+        ),
+    ] {
+        let script = fs::read_to_string(tree.join(path)).unwrap();
+        assert_eq!(
+            script,
+            stdout(&run(Command::new(&packaged).args(["completion", shell]))),
+            "{shell}"
+        );
+        assert!(script.contains("verify-key"), "{shell}");
+    }
+
+    // Checksums of the .deb and the packaged binary, next to them.
+    let sums = fs::read_to_string(out.path().join("SHA256SUMS")).unwrap();
+    let named: Vec<&str> = sums
+        .lines()
+        .map(|l| l.split_whitespace().nth(1).unwrap())
+        .collect();
+    assert_eq!(
+        named,
+        [
+            deb.file_name().unwrap().to_str().unwrap(),
+            "bao-kms-provider"
+        ]
+    );
+    run(Command::new("sha256sum")
+        .args(["--check", "--strict", "SHA256SUMS"])
+        .current_dir(out.path()));
+    assert_eq!(
+        fs::read(out.path().join("bao-kms-provider")).unwrap(),
+        fs::read(&packaged).unwrap()
     );
 }
 

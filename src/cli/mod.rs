@@ -4,7 +4,7 @@
 //! This module parses and dispatches; each command's flags and logic live in
 //! its own file (`serve`, `doctor` with `verify-key`, `probe`, `config_cmd`,
 //! `init`, `policy`, `rotation` with its four commands, `benchmark`,
-//! `version`, `completion`).
+//! `version`, `completion`, and the hidden packaging step `man`).
 
 mod benchmark;
 mod completion;
@@ -12,6 +12,7 @@ mod config_cmd;
 mod doctor;
 mod fields;
 mod init;
+mod man;
 mod policy;
 mod probe;
 mod report;
@@ -97,6 +98,9 @@ enum Command {
     Version,
     /// Print a shell completion script (bash, zsh, fish or powershell)
     Completion(completion::Flags),
+    /// Write one man page per command into a directory (a packaging step)
+    #[command(hide = true)]
+    Man(man::Flags),
 }
 
 /// Go's `strconv.ParseBool`, the spelling the reference's boolean flags accept.
@@ -158,6 +162,7 @@ fn execute(cli: &Cli) -> Result<(), Failure> {
         Command::Benchmark(flags) => benchmark::run(global, flags),
         Command::Version => version::run(),
         Command::Completion(flags) => completion::run(flags),
+        Command::Man(flags) => man::run(flags),
     }
 }
 
