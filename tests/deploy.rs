@@ -17,10 +17,11 @@ use bao_kms_provider::config::{self, AuthMethod, Config, FsChecks, NoEnv, Overri
 use serde_norway::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt, chown};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, chown};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
+use support::cmd::{chmod, run, stdout};
 use support::openbao::{AUDIENCE, ISSUER, JWT_MOUNT, KEY_NAME, Lab, ROLE, SUBJECT, TRANSIT_MOUNT};
 use support::provider::BIN;
 use support::tmp::TempDir;
@@ -39,30 +40,6 @@ fn read(path: &str) -> String {
 
 fn yaml(path: &str) -> Value {
     serde_norway::from_str(&read(path)).unwrap_or_else(|e| panic!("parse {path}: {e}"))
-}
-
-/// Runs a command, panics with its output unless it succeeds.
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed with {}:\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn chmod(path: &Path, mode: u32) {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
 }
 
 fn mode_of(path: &Path) -> u32 {

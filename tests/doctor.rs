@@ -8,10 +8,10 @@ mod support;
 
 use serde_json::Value;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
+use support::cmd::chmod;
 use support::jwt::{Claims, now_unix};
 use support::leaks;
 use support::openbao::{KEY_NAME, Lab, POLICY, TRANSIT_MOUNT};
@@ -117,10 +117,6 @@ fn assert_no_leak(lab: &Lab, provider: &Provider, output: &str) {
     known.extra = private.iter().map(|s| (*s).to_owned()).collect();
     let found = leaks::scan(output, &known);
     assert!(found.is_empty(), "doctor output leaks {found:?}");
-}
-
-fn chmod(path: &Path, mode: u32) {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
 }
 
 /// Points `provider`'s config at another Transit key.

@@ -20,11 +20,12 @@ use serde_json::Value as Json;
 use serde_norway::Value;
 use std::collections::BTreeSet;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt, chown};
+use std::os::unix::fs::{MetadataExt, chown};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+use support::cmd::{chmod, run, stdout};
 use support::openbao::{AUDIENCE, ISSUER, JWT_MOUNT, KEY_NAME, Lab, ROLE, SUBJECT, TRANSIT_MOUNT};
 use support::tmp::TempDir;
 
@@ -35,30 +36,6 @@ const IMAGE_BIN: &str = "/usr/bin/bao-kms-provider";
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
-/// Runs a command, panics with its output unless it succeeds.
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed with {}:\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn chmod(path: &Path, mode: u32) {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
 }
 
 /// One run of `scripts/build-image.sh` into its own directory.

@@ -488,7 +488,11 @@ struct Reference<'a> {
 }
 
 impl Reference<'_> {
-    fn start(&mut self, lines: &[(String, String)], cmd: &[&str]) -> String {
+    /// Starts `cmd` as a transient unit with `lines`. `wait`: systemd-run
+    /// waits for the start job; a command expected to die at once is started
+    /// without waiting, because a job that sees the death first reports a
+    /// failed start (seen on a loaded machine), which is what is measured.
+    fn start(&mut self, lines: &[(String, String)], cmd: &[&str], wait: bool) -> String {
         self.n += 1;
         let unit = format!("bkp-reference-{}.service", self.n);
         let mut args = vec![
@@ -499,6 +503,9 @@ impl Reference<'_> {
             // Keep a unit that exited, so its result can be read.
             "--remain-after-exit".to_owned(),
         ];
+        if !wait {
+            args.push("--no-block".to_owned());
+        }
         args.extend(lines.iter().map(|(k, v)| format!("--property={k}={v}")));
         args.push("--".to_owned());
         args.extend(cmd.iter().map(|s| (*s).to_owned()));
@@ -508,7 +515,7 @@ impl Reference<'_> {
     }
 
     fn fingerprint(&mut self, lines: &[(String, String)]) -> Fingerprint {
-        let unit = self.start(lines, &["/bin/sleep", "600"]);
+        let unit = self.start(lines, &["/bin/sleep", "600"], true);
         let pid = prop(self.c, &unit, "MainPID");
         let print = fingerprint(self.c, &pid, &unit);
         self.c.ok(&["systemctl", "stop", &unit]);
@@ -517,7 +524,7 @@ impl Reference<'_> {
 
     /// `Result` and `ExecMainStatus` of a command run to its end.
     fn exit(&mut self, lines: &[(String, String)], cmd: &[&str]) -> (String, String) {
-        let unit = self.start(lines, cmd);
+        let unit = self.start(lines, cmd, false);
         wait_until(&format!("{unit} exits"), Duration::from_secs(10), || {
             prop(self.c, &unit, "ExecMainExitTimestampMonotonic") != "0"
         });

@@ -14,6 +14,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod cluster;
+pub mod cmd;
 pub mod http;
 pub mod jwt;
 pub mod kms;

@@ -4,6 +4,8 @@
 //! only the token holds the key), and client certificates from an rcgen CA
 //! (or from openssl, for the SHA-1 signatures rcgen cannot make).
 
+pub use super::cmd::chmod;
+use super::cmd::run;
 use super::leaks::Known;
 use super::tmp::TempDir;
 use rcgen::{
@@ -11,7 +13,6 @@ use rcgen::{
     date_time_ymd,
 };
 use std::fs;
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -33,21 +34,6 @@ pub struct SoftHsm {
     pub key_der: Vec<u8>,
     key: KeyPair,
     dir: TempDir,
-}
-
-fn run(cmd: &mut Command) {
-    let out = cmd
-        .output()
-        .expect("run softhsm2-util/openssl (scripts/install-test-deps.sh installs them)");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-pub fn chmod(path: &Path, mode: u32) {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
 /// The kind of key pair a token holds.

@@ -3,6 +3,7 @@
 //! socket, and captures every byte the process writes; when dropped, scans it
 //! all for secrets ([`leaks::scan`]).
 
+use super::cmd::chmod;
 use super::jwt::Claims;
 use super::leaks::{self, Known};
 use super::oauth2::{OAUTH2_MOUNT, OAUTH2_ROLE, OAuth2Setup};
@@ -13,7 +14,7 @@ use bao_kms_provider::kms::proto::key_management_service_client::KeyManagementSe
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -296,11 +297,6 @@ fn jwt_auth(setup: &Setup, jwt_block: &str) -> String {
         login_before = setup.login_before_expiry,
         renewal = setup.renewal_increment,
     )
-}
-
-fn chmod(path: &Path, mode: u32) {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
 }
 
 impl Provider {
