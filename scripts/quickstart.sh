@@ -31,11 +31,13 @@ export "${BAO_BIN?}"
 PROFILE="${QUICKSTART_PROFILE:-release}"
 say "Building bao-kms-provider ($PROFILE)"
 if [ "$PROFILE" = release ]; then
-  cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
+  # The release build the .deb and the image ship (same flags, so the two
+  # never rebuild each other's dependencies).
+  PROVIDER="$("$ROOT/scripts/build-release.sh" | tail -n 1)"
 else
   cargo build --quiet --manifest-path "$ROOT/Cargo.toml"
+  PROVIDER="${CARGO_TARGET_DIR:-$ROOT/target}/debug/bao-kms-provider"
 fi
-PROVIDER="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE/bao-kms-provider"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/bao-kms-quickstart.XXXXXX")"
 chmod 0700 "$WORK"
