@@ -41,7 +41,10 @@ impl PublicKey {
     pub fn rsa(modulus: &[u8], exponent: &[u8]) -> Result<Self, CertError> {
         let modulus = unsigned(modulus);
         let exponent = unsigned(exponent);
-        let bits = modulus.len() * 8 - modulus.first().map_or(8, |b| b.leading_zeros() as usize);
+        // The first byte is non-zero, so at most 7 of its bits are leading zeros.
+        let bits = modulus
+            .first()
+            .map_or(0, |b| modulus.len() * 8 - b.leading_zeros() as usize);
         let odd = exponent.last().is_some_and(|b| b & 1 == 1);
         if !(RSA_MIN_BITS..=RSA_MAX_BITS).contains(&bits) || !odd {
             return Err(CertError::KeyUnsupported);
