@@ -144,6 +144,13 @@ mod tests {
         };
         assert!(PublicKey::rsa(&modulus(2048), &[1, 0, 1]).is_ok());
         assert!(PublicKey::rsa(&modulus(8192), &[3]).is_ok());
+        // A hostile certificate's empty or all-zero modulus is refused,
+        // never an underflow of the bit count.
+        assert_eq!(
+            PublicKey::rsa(&[], &[3]).unwrap_err(),
+            CertError::KeyUnsupported
+        );
+        assert!(PublicKey::rsa(&[0, 0], &[3]).is_err());
         for (bits, exponent) in [
             (1024, &[1u8, 0, 1][..]),
             (8200, &[3]),
