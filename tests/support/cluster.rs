@@ -31,7 +31,7 @@ use serde_json::Value;
 
 use super::bao_binary;
 use super::jwt::{Claims, Issuer};
-use super::openbao::{AUDIT_LOG, configure, write_tls_material_for};
+use super::openbao::{AUDIT_LOG, configure, operator_init, write_tls_material_for};
 use super::provider::Backend;
 use super::tmp::TempDir;
 
@@ -424,29 +424,13 @@ ui = false
     /// Init the first node, unseal all, wait for three voters and a known leader.
     fn form(&mut self) {
         let first = self.first;
-        let out = self
-            .command_on(first)
-            .args([
-                "operator",
-                "init",
-                "-key-shares=1",
-                "-key-threshold=1",
-                "-format=json",
-            ])
-            .output()
-            .expect("run bao operator init");
-        if !out.status.success() {
-            self.fail(&format!(
-                "`bao operator init` failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+        match operator_init(self.command_on(first)) {
+            Ok((unseal_key, root_token)) => {
+                self.unseal_key = unseal_key;
+                self.root_token = root_token;
+            }
+            Err(message) => self.fail(&message),
         }
-        let init: Value = serde_json::from_slice(&out.stdout).expect("init prints JSON");
-        self.unseal_key = init["unseal_keys_b64"][0]
-            .as_str()
-            .expect("unseal key")
-            .to_owned();
-        self.root_token = init["root_token"].as_str().expect("root token").to_owned();
         self.unseal(first);
         self.wait_until(FORMATION_TIMEOUT, "the first node to become active", || {
             self.status(first).filter(is_active).map(|_| ())

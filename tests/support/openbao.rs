@@ -504,33 +504,15 @@ ui = false
     }
 
     fn initialise(&mut self) {
-        let out = self
-            .command_as(None)
-            .args([
-                "operator",
-                "init",
-                "-key-shares=1",
-                "-key-threshold=1",
-                "-format=json",
-            ])
-            .output()
-            .expect("run bao operator init");
-        if !out.status.success() {
-            self.fail(&format!(
-                "`bao operator init` failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+        match operator_init(self.command_as(None)) {
+            Ok((unseal_key, root_token)) => {
+                self.kind = Kind::Persistent { unseal_key };
+                self.root_token = root_token;
+            }
+            Err(message) => self.fail(&message),
         }
-        let init: Value = serde_json::from_slice(&out.stdout).expect("init prints JSON");
-        let key = init["unseal_keys_b64"][0].as_str().expect("unseal key");
-        self.kind = Kind::Persistent {
-            unseal_key: key.to_owned(),
-        };
-        self.root_token = init["root_token"].as_str().expect("root token").to_owned();
     }
 
-    /// Unseals with the single key share and waits until this node is the
-    /// active raft leader, the point from which requests succeed.
     /// Seals a persistent server (`bao operator seal`); [`Lab::unseal`] opens it.
     pub fn seal(&self) {
         assert!(
@@ -723,6 +705,35 @@ fn not_ready_message(e: &NotReady, port: u16) -> String {
 
 fn child_pid(child: &Child) -> Pid {
     Pid::from_raw(i32::try_from(child.id()).expect("pid fits in i32"))
+}
+
+/// `bao operator init` with one key share through `cmd` (a `bao` command
+/// aimed at the server): the unseal key and the root token, or why not.
+pub fn operator_init(mut cmd: Command) -> Result<(String, String), String> {
+    let out = cmd
+        .args([
+            "operator",
+            "init",
+            "-key-shares=1",
+            "-key-threshold=1",
+            "-format=json",
+        ])
+        .output()
+        .expect("run bao operator init");
+    if !out.status.success() {
+        return Err(format!(
+            "`bao operator init` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let init: Value = serde_json::from_slice(&out.stdout).expect("init prints JSON");
+    Ok((
+        init["unseal_keys_b64"][0]
+            .as_str()
+            .expect("unseal key")
+            .to_owned(),
+        init["root_token"].as_str().expect("root token").to_owned(),
+    ))
 }
 
 /// A port `p` with `p + 1` also free: bao puts its cluster listener there.
