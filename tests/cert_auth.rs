@@ -45,6 +45,16 @@ fn lab_trusting(ca: &Ca, ttl: &str) -> Lab {
     lab
 }
 
+/// A lab trusting a fresh CA (tokens of `ttl`) and a token holding a `kind`
+/// key with a CLIENT_CN leaf from that CA installed.
+fn enrolled(ttl: &str, kind: KeyKind) -> (Ca, Lab, SoftHsm) {
+    let ca = Ca::new("kms-client-ca");
+    let lab = lab_trusting(&ca, ttl);
+    let hsm = SoftHsm::with_key(kind);
+    hsm.install_cert(&ca.leaf(hsm.key(), CLIENT_CN, 2090));
+    (ca, lab, hsm)
+}
+
 fn setup(lab: &Lab, hsm: &SoftHsm, max_sessions: u32) -> Setup {
     Setup {
         auth_yaml: Some(auth_yaml(hsm, max_sessions, "2s", "4s")),
@@ -67,10 +77,7 @@ fn scrape(provider: &Provider) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cert_login_renewal_and_a_transit_round_trip_through_the_socket() {
-    let ca = Ca::new("kms-client-ca");
-    let lab = lab_trusting(&ca, "4s");
-    let hsm = SoftHsm::new();
-    hsm.install_cert(&ca.leaf(hsm.key(), CLIENT_CN, 2090));
+    let (_ca, lab, hsm) = enrolled("4s", KeyKind::EcP256);
     let provider = Provider::start(&lab, &setup(&lab, &hsm, 3));
     let mut client = provider.client().await;
     let sealed = encrypt(&mut client, 1).await;
@@ -118,10 +125,7 @@ fn now_unix() -> f64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_renewed_certificate_file_is_used_by_the_next_login_without_restart() {
-    let ca = Ca::new("kms-client-ca");
-    let lab = lab_trusting(&ca, "1h");
-    let hsm = SoftHsm::new();
-    hsm.install_cert(&ca.leaf(hsm.key(), CLIENT_CN, 2090));
+    let (ca, lab, hsm) = enrolled("1h", KeyKind::EcP256);
     let provider = Provider::start(&lab, &setup(&lab, &hsm, 3));
     let mut client = provider.client().await;
     encrypt(&mut client, 1).await;
@@ -210,10 +214,7 @@ fn check<'a>(checks: &'a [(String, String, String)], id: &str) -> (&'a str, &'a 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn doctor_passes_every_cert_check_and_logs_in() {
-    let ca = Ca::new("kms-client-ca");
-    let lab = lab_trusting(&ca, "1h");
-    let hsm = SoftHsm::new();
-    hsm.install_cert(&ca.leaf(hsm.key(), CLIENT_CN, 2090));
+    let (_ca, lab, hsm) = enrolled("1h", KeyKind::EcP256);
     let provider = Provider::prepare(&lab, &setup(&lab, &hsm, 2));
     let (_, checks) = doctor(&provider, &hsm);
     for id in [
@@ -230,10 +231,7 @@ async fn doctor_passes_every_cert_check_and_logs_in() {
 /// CertificateVerify is RSA-PSS made in the token; doctor's probe agrees.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_rsa_key_logs_in_with_pss_signatures_made_in_the_token() {
-    let ca = Ca::new("kms-client-ca");
-    let lab = lab_trusting(&ca, "1h");
-    let hsm = SoftHsm::with_key(KeyKind::Rsa2048);
-    hsm.install_cert(&ca.leaf(hsm.key(), CLIENT_CN, 2090));
+    let (ca, lab, hsm) = enrolled("1h", KeyKind::Rsa2048);
     let provider = Provider::start(&lab, &setup(&lab, &hsm, 2));
     let mut client = provider.client().await;
     let sealed = encrypt(&mut client, 1).await;
@@ -332,10 +330,7 @@ async fn certificate_attacks_fail_with_bounded_reasons() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_pin_and_an_unsafe_pin_file_are_refused_without_printing_the_pin() {
-    let ca = Ca::new("kms-client-ca");
-    let lab = lab_trusting(&ca, "1h");
-    let hsm = SoftHsm::new();
-    hsm.install_cert(&ca.leaf(hsm.key(), CLIENT_CN, 2090));
+    let (_ca, lab, hsm) = enrolled("1h", KeyKind::EcP256);
     let mut provider = Provider::prepare(&lab, &setup(&lab, &hsm, 2));
 
     std::fs::write(&hsm.pin_file, "not-the-pin\n").unwrap();
