@@ -4,7 +4,8 @@
 //! Every target must have seeds, and its seeds must reach both the
 //! accepting and the refusing path (a corpus that only ever hits the first
 //! parse error would prove nothing). Files named `regress-*` are inputs a
-//! fuzz run once found; each must stay a refusal.
+//! fuzz run once found, `refuse-*` near misses of a valid input (a tampered
+//! annotation); each must stay a refusal.
 //!
 //! `cargo test --test fuzz_seeds -- --ignored write_derived_seeds` rewrites
 //! the seeds that are built from the library (a valid key_id, Decrypt
@@ -54,8 +55,11 @@ fn every_seed_upholds_its_targets_properties_and_both_paths_are_reached() {
             let data = fs::read(seed).unwrap();
             let ok = target(&data);
             let file = seed.file_name().unwrap().to_str().unwrap();
-            if file.starts_with("regress-") {
-                assert!(!ok, "{name}/{file}: a regression input was accepted");
+            if file.starts_with("regress-") || file.starts_with("refuse-") {
+                assert!(
+                    !ok,
+                    "{name}/{file}: an input that must be refused was accepted"
+                );
             }
             accepted += usize::from(ok);
         }
@@ -112,12 +116,12 @@ fn write_derived_seeds() {
             &fuzzing::encode_request(namespaced, &key_id, &annotations),
         );
         let mut tampered: Annotations = annotations.clone();
-        if let Some(v) = tampered.get_mut("key-version.kms.openbao.org") {
-            *v = b"4".to_vec();
-        }
+        *tampered
+            .get_mut("transit-key-version.kms.openbao.org")
+            .expect("Encrypt writes the key version annotation") = b"4".to_vec();
         write(
             "decrypt_request",
-            &format!("tampered-{suffix}"),
+            &format!("refuse-tampered-{suffix}"),
             &fuzzing::encode_request(namespaced, &key_id, &tampered),
         );
     }
