@@ -7,7 +7,12 @@
 #   - --remap-path-prefix for the checkout, $CARGO_HOME and the target
 #     directory, so the binary names no build-machine path and does not
 #     depend on where the checkout lives;
-#   - `--locked`, so the dependency versions are Cargo.lock's.
+#   - `--locked`, so the dependency versions are Cargo.lock's;
+#   - `cargo auditable build`, which embeds the resolved dependency list
+#     (name, version, source of every crate compiled in) as a compressed
+#     JSON in the `.dep-v0` section, so scanners (cargo audit bin, syft,
+#     trivy) read it from the installed file. Installs the pinned
+#     cargo-auditable into .tools/ when missing.
 # Byte-identical output also needs the same rustc (rust-toolchain) and,
 # for the image, the same Debian libc6/libgcc-s1 packages.
 #
@@ -54,9 +59,10 @@ while IFS= read -r var; do
   esac
 done < <(env | sed -n 's/^\([A-Za-z_][^=]*\)=.*/\1/p')
 
-echo "build-release: cargo build --release --locked (commit $COMMIT, dirty $DIRTY, date $BUILD_DATE)" >&2
-env "${UNSET[@]}" \
+AUDITABLE_BIN="$(scripts/install-cargo-tool.sh cargo-auditable | tail -n 1)"
+echo "build-release: cargo auditable build --release --locked (commit $COMMIT, dirty $DIRTY, date $BUILD_DATE)" >&2
+env "${UNSET[@]}" PATH="$AUDITABLE_BIN:$PATH" \
   BAO_KMS_PROVIDER_COMMIT="$COMMIT" BAO_KMS_PROVIDER_DIRTY="$DIRTY" \
   BAO_KMS_PROVIDER_BUILD_DATE="$BUILD_DATE" RUSTFLAGS="$FLAGS" \
-  cargo build --release --locked >&2
+  cargo auditable build --release --locked >&2
 echo "$TARGET_DIR/release/bao-kms-provider"

@@ -3,8 +3,8 @@
 # toolchain (libFuzzer needs nightly's sanitizer flags), starting from the
 # committed seeds in fuzz/seeds/<target>/. New inputs go to a working corpus
 # under .tools/fuzz/corpus/<target>/ (kept between runs), crashes to
-# fuzz/artifacts/<target>/. Installs cargo-fuzz into .tools/cargo-fuzz when
-# missing. Not part of CI: CI runs the seeds on stable (tests/fuzz_seeds.rs).
+# fuzz/artifacts/<target>/. Installs the pinned cargo-fuzz into
+# .tools/cargo-fuzz when missing (scripts/install-cargo-tool.sh). Not part of CI: CI runs the seeds on stable (tests/fuzz_seeds.rs).
 #
 # Usage: scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]   (default 60, all)
 # Prints one line per target: executions, corpus size, crashes; exits 1 if
@@ -19,13 +19,7 @@ case "$SECONDS_PER_TARGET" in
   ''|*[!0-9]*) echo "usage: $0 [SECONDS_PER_TARGET] [TARGET...]" >&2; exit 2 ;;
 esac
 
-CARGO_FUZZ_VERSION="0.13.2"
-TOOLS="$ROOT/.tools/cargo-fuzz"
-if ! "$TOOLS/bin/cargo-fuzz" --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
-  echo "fuzz.sh: installing cargo-fuzz $CARGO_FUZZ_VERSION into $TOOLS" >&2
-  cargo install --locked --root "$TOOLS" cargo-fuzz --version "$CARGO_FUZZ_VERSION" >&2
-fi
-export PATH="$TOOLS/bin:$PATH"
+export PATH="$(scripts/install-cargo-tool.sh cargo-fuzz | tail -n 1):$PATH"
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then
   echo "fuzz.sh: needs the nightly toolchain (rustup toolchain install nightly)" >&2
   exit 1

@@ -8,6 +8,8 @@
 # dpkg-shlibdeps, strip, useradd, setpriv), umoci for tests/image.rs,
 # SoftHSM2 for tests/cert_auth.rs, systemd-nspawn, debootstrap and a cached
 # Debian root for tests/systemd_boot.rs (<repo>/.tools/nspawn-root),
+# minisign and the pinned cargo tools for tests/release.rs and the
+# dependency policy (<repo>/.tools/cargo-*),
 # and the OAuth2 tests' OpenID provider: npm's oauth2-mock-server into
 # <repo>/.tools/node (Node.js and npm from apt only if missing). Idempotent:
 # a present 2.7.2, an importable jsonschema, the pinned oauth2-mock-server and
@@ -83,6 +85,15 @@ ensure_deb debootstrap debootstrap
 ensure_deb nsenter util-linux
 ensure_deb flock util-linux
 "$ROOT/scripts/build-nspawn-root.sh" >/dev/null
+# tests/release.rs: minisign signs and verifies SHA256SUMS; objcopy
+# (binutils, above) reads the dependency list embedded in the binary.
+ensure_deb minisign minisign
+# The pinned cargo tools (scripts/install-cargo-tool.sh): cargo-auditable for
+# the release build, cargo-cyclonedx for the SBOM, cargo-deny for the
+# dependency policy. Built from crates.io once, then cached in .tools/.
+for tool in cargo-auditable cargo-cyclonedx cargo-deny; do
+  "$ROOT/scripts/install-cargo-tool.sh" "$tool" >/dev/null
+done
 
 ensure_pip() {
   ensure_deb python3 python3

@@ -3,7 +3,8 @@
 # installs what the tests need (the real OpenBao 2.7.2 binary, openssl, and
 # the Debian tools the deployment tests use: systemd, dpkg-dev, binutils,
 # umoci), builds the release binary the image tests pack,
-# checks formatting and lints, then runs unit and integration tests against
+# checks formatting, lints and the dependency policy (deny.toml), then runs
+# unit and integration tests against
 # real OpenBao servers over HTTPS with real JWT auth and the real Unix socket.
 #
 # Integration tests create sockets under /run/openbao-kms (the only place the
@@ -27,6 +28,11 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
+# After clippy, which has fetched every crate: --frozen reads Cargo.lock and
+# the local registry only (advisories need the network: docs/release.md).
+echo "== cargo deny check licenses bans sources (deny.toml)"
+PATH="$(scripts/install-cargo-tool.sh cargo-deny | tail -n 1):$PATH" \
+  cargo deny --frozen check --hide-inclusion-graph licenses bans sources
 # Once, before the tests and not during them: tests/image.rs packs this
 # binary (twice) and would otherwise compile it, for minutes, while the
 # timing-sensitive integration tests run.

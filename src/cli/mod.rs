@@ -94,8 +94,8 @@ enum Command {
     RestoreVersions(rotation::RestoreFlags),
     /// Measure Transit from this host (--mode transit) or the running provider through its socket (--mode socket)
     Benchmark(benchmark::Flags),
-    /// Print build information
-    Version,
+    /// Print build information: version, commit, build date, dirty tree, rustc
+    Version(version::Flags),
     /// Print a shell completion script (bash, zsh, fish or powershell)
     Completion(completion::Flags),
     /// Write one man page per command into a directory (a packaging step)
@@ -160,7 +160,7 @@ fn execute(cli: &Cli) -> Result<(), Failure> {
         Command::RetireVersions(flags) => rotation::run_retire(global, flags),
         Command::RestoreVersions(flags) => rotation::run_restore(global, flags),
         Command::Benchmark(flags) => benchmark::run(global, flags),
-        Command::Version => version::run(),
+        Command::Version(flags) => version::run(flags),
         Command::Completion(flags) => completion::run(flags),
         Command::Man(flags) => man::run(flags),
     }
