@@ -40,8 +40,10 @@ if [ -z "$EPOCH" ]; then
   echo "build-release: no git history here; set SOURCE_DATE_EPOCH" >&2
   exit 1
 fi
-# Not exported as SOURCE_DATE_EPOCH: ring's build script reruns when it
-# changes, i.e. at every commit; the binary only needs the date string.
+# Not passed on as SOURCE_DATE_EPOCH (unset for cargo below, even when the
+# caller exported it, as build-deb.sh, build-image.sh and release.sh do):
+# ring's build script reruns when it changes, and with it ring, rustls and
+# everything above them; the binary only needs the date string.
 BUILD_DATE="$(date -u -d "@$EPOCH" +%Y-%m-%dT%H:%M:%SZ)"
 CARGO_HOME_DIR="${CARGO_HOME:-$HOME/.cargo}"
 # The target directory last: rustc applies the last matching prefix, and
@@ -51,7 +53,7 @@ FLAGS="${RUSTFLAGS:+$RUSTFLAGS }--remap-path-prefix=$ROOT=/build/bao-kms-provide
 # Run from a test (tests/image.rs), cargo's per-crate variables are in the
 # environment; build scripts that track them (ring: CARGO_MANIFEST_DIR,
 # CARGO_PKG_*) would rerun and the whole release build with them.
-UNSET=()
+UNSET=(-u SOURCE_DATE_EPOCH)
 while IFS= read -r var; do
   case "$var" in
     CARGO|CARGO_PKG_*|CARGO_MANIFEST_*|CARGO_CRATE_NAME|CARGO_BIN_*|CARGO_PRIMARY_PACKAGE|CARGO_TARGET_TMPDIR|CARGO_CFG_*|CARGO_RUSTC_CURRENT_DIR|OUT_DIR)
