@@ -15,11 +15,11 @@ use support::cmd::chmod;
 use support::jwt::{Claims, now_unix};
 use support::leaks;
 use support::openbao::{KEY_NAME, Lab, POLICY, TRANSIT_MOUNT};
-use support::provider::{BIN, Provider, Setup};
+use support::provider::{BIN, Provider, Setup, free_port};
 use support::tmp::TempDir;
 
 /// Check ids of a JWT-file config, in the order doctor must report them.
-const JWT_FILE_IDS: [&str; 15] = [
+const JWT_FILE_IDS: [&str; 17] = [
     "config.load",
     "config.validate",
     "socket.group",
@@ -35,7 +35,12 @@ const JWT_FILE_IDS: [&str; 15] = [
     "key_id.deterministic",
     "kms.status_encrypt",
     "host.files",
+    "host.clock",
+    "host.debug",
 ];
+
+/// The host checks of our own, after the reference's checks (which may stop early).
+const HOST_IDS: [&str; 3] = ["host.files", "host.clock", "host.debug"];
 
 struct Run {
     code: Option<i32>,
@@ -163,6 +168,14 @@ fn doctor_passes_on_a_correct_lab_and_names_each_broken_transit_setup() {
     let (status, message) = run.check("host.files");
     assert_eq!(status, "warn", "{message}");
     assert!(message.contains("expected 2750"), "{message}");
+    // The harness logs at debug level (other suites read those lines).
+    assert_eq!(
+        run.check("host.debug"),
+        (
+            "warn".into(),
+            "logging.level is debug: set it back to info when the investigation ends".into()
+        )
+    );
     // A socket directory in a group other than the socket group fails, as serve would.
     std::os::unix::fs::chown(provider.socket_dir.path(), None, Some(4242)).unwrap();
     let wrong_group = doctor(&lab, &provider, &[]);
@@ -349,13 +362,10 @@ fn doctor_fails_on_bad_tls_bad_jwts_and_an_unsafe_config_file() {
     let (status, message) = run.check("openbao.auth");
     assert_eq!(status, "fail");
     assert!(message.contains("tls_failed"), "{message}");
-    // The reference's checks stop after auth; host.files always comes last.
-    assert_eq!(run.ids().last().unwrap(), "host.files");
-    assert_eq!(
-        run.ids().iter().rev().nth(1).unwrap(),
-        "openbao.auth",
-        "stops after auth"
-    );
+    // The reference's checks stop after auth; the host checks always come last.
+    let ids = run.ids();
+    assert_eq!(ids[ids.len() - 3..], HOST_IDS);
+    assert_eq!(ids[ids.len() - 4], "openbao.auth", "stops after auth");
 
     let mut setup = Setup::new(&lab);
     setup.tls_server_name = "wrong.example.internal".into();
@@ -384,7 +394,11 @@ fn doctor_fails_on_bad_tls_bad_jwts_and_an_unsafe_config_file() {
         run.check("openbao.auth"),
         ("skip".into(), "local auth validation failed".into())
     );
-    assert_eq!(run.ids().iter().rev().nth(1).unwrap(), "openbao.auth");
+    let ids = run.ids();
+    assert_eq!(
+        ids[ids.len() - 4..],
+        ["openbao.auth", HOST_IDS[0], HOST_IDS[1], HOST_IDS[2]]
+    );
 
     let mut setup = Setup::new(&lab);
     setup.jwt_claims = Claims {
@@ -482,4 +496,154 @@ fn doctor_next_to_a_running_provider_reads_but_never_writes_its_state() {
             .contains("state_unavailable")
     );
     assert_eq!(run.check("kms.status_encrypt").0, "skip");
+}
+
+/// The kernel's clock status read independently of doctor (Python's ctypes
+/// calling libc `adjtimex` on a zeroed `struct timex`, so `modes` is 0):
+/// `None` when the call fails, else whether it is synchronized, decided as
+/// timedatectl decides it.
+fn kernel_clock_synchronized() -> Option<bool> {
+    // `status` is at offset 40 on LP64: int modes + padding, then four longs.
+    const { assert!(cfg!(target_pointer_width = "64"), "offsets are for LP64") };
+    let script = "import ctypes, struct\n\
+        libc = ctypes.CDLL(None, use_errno=True)\n\
+        buf = ctypes.create_string_buffer(512)\n\
+        ret = libc.adjtimex(buf)\n\
+        print(ret, struct.unpack_from('i', buf, 40)[0])\n";
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let [ret, status]: [i32; 2] = text
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect::<Vec<_>>()
+        .try_into()
+        .unwrap();
+    const TIME_ERROR: i32 = 5;
+    const STA_UNSYNC: i32 = 0x0040;
+    (ret != -1).then_some(ret != TIME_ERROR && status & STA_UNSYNC == 0)
+}
+
+/// `12m 30s` → 750 seconds.
+fn span_secs(span: &str) -> u64 {
+    span.split(' ')
+        .map(|part| {
+            let (value, unit) = part.split_at(part.len() - 1);
+            let value: u64 = value.parse().unwrap_or_else(|_| panic!("span {span}"));
+            value
+                * match unit {
+                    "h" => 3600,
+                    "m" => 60,
+                    "s" => 1,
+                    _ => panic!("span {span}"),
+                }
+        })
+        .sum()
+}
+
+#[test]
+fn doctor_reports_the_kernel_clock_and_debug_settings_left_on() {
+    let lab = Lab::start();
+    let quiet = Setup {
+        log_level: "info",
+        ..Setup::new(&lab)
+    };
+    let provider = Provider::prepare(&lab, &quiet);
+    let run = doctor(&lab, &provider, &[]);
+    assert_eq!(run.code, Some(0), "{:#}", run.report);
+    assert_eq!(
+        run.check("host.debug"),
+        (
+            "pass".into(),
+            "logging is not at debug level; metrics and health listen on loopback or are disabled"
+                .into()
+        )
+    );
+    // Whatever this host's clock says, doctor must say the same.
+    let (status, message) = run.check("host.clock");
+    match kernel_clock_synchronized() {
+        Some(true) => {
+            assert_eq!(status, "pass", "{message}");
+            assert!(message.starts_with("kernel reports the clock synchronized (maxerror "));
+        }
+        Some(false) => {
+            assert_eq!(status, "warn", "{message}");
+            assert!(message.contains("clock not synchronized"), "{message}");
+            assert!(
+                message.contains("JWT, certificate and token expiry"),
+                "{message}"
+            );
+        }
+        None => {
+            assert_eq!(status, "warn", "{message}");
+            assert!(message.starts_with("cannot read the kernel clock status: "));
+        }
+    }
+
+    // An investigation's settings, left behind: every one is named, none fails.
+    let metrics = format!("0.0.0.0:{}", free_port());
+    let loud = Setup {
+        correlation: Some(("INC-42", "20m")),
+        metrics_address: metrics.clone(),
+        ..Setup::new(&lab)
+    };
+    let provider = Provider::prepare(&lab, &loud);
+    let run = doctor(&lab, &provider, &[]);
+    assert_eq!(run.code, Some(0), "{:#}", run.report);
+    assert_eq!(
+        run.check("host.debug"),
+        (
+            "warn".into(),
+            format!(
+                "debug correlation for incident INC-42 is configured: a provider started now logs correlation for 20m; \
+                 logging.level is debug: set it back to info when the investigation ends; \
+                 server.metricsAddress listens on {metrics}, not on loopback: anyone who reaches this host reads the metrics endpoint"
+            )
+        )
+    );
+}
+
+#[test]
+fn doctor_counts_down_the_debug_window_of_the_running_provider() {
+    let lab = Lab::start();
+    let setup = Setup {
+        correlation: Some(("INC-7", "1h")),
+        ..Setup::new(&lab)
+    };
+    let mut provider = Provider::start(&lab, &setup);
+    let run = doctor(&lab, &provider, &[]);
+    assert_eq!(run.code, Some(0), "{:#}", run.report);
+    let (status, message) = run.check("host.debug");
+    assert_eq!(status, "warn");
+    let rest = message
+        .strip_prefix("debug correlation for incident INC-7 is on: ")
+        .unwrap_or_else(|| panic!("{message}"));
+    let tail = format!(
+        " left (provider pid {}); logging.level is debug",
+        provider.pid()
+    );
+    let (left, _) = rest
+        .split_once(&tail)
+        .unwrap_or_else(|| panic!("{message}"));
+    // Started moments ago: most of the hour is left, never more than the TTL.
+    let left = span_secs(left);
+    assert!(left <= 3600 && left > 3600 - 120, "{message}");
+
+    // Stopped, the same config only says what a start would do.
+    assert!(provider.stop().success());
+    let (status, message) = doctor(&lab, &provider, &[]).check("host.debug");
+    assert_eq!(status, "warn");
+    assert!(
+        message.starts_with(
+            "debug correlation for incident INC-7 is configured: a provider started now logs correlation for 1h;"
+        ),
+        "{message}"
+    );
 }

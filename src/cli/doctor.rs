@@ -1,6 +1,6 @@
 //! `doctor`: the pre-flight checks an operator runs before (and after)
 //! enabling encryption — sixteen checks with stable ids, in the reference's
-//! order (spec CLI §2.2 `doctor`).
+//! order (spec CLI §2.2 `doctor`), then three host checks of our own.
 //!
 //! Doctor reads the config with host checks, the JWT, and optionally the
 //! apiserver's EncryptionConfiguration; it logs in, asks OpenBao what the
@@ -20,10 +20,13 @@ use crate::auth::cert::{check_chain, check_signer, open_token, read_chain};
 use crate::auth::{AuthError, OAuth2Error, read_client_secret, read_jwt_file, validate_claims};
 use crate::clock::unix_now;
 use crate::config::{
-    AuthMethod, Config, Env, FsChecks, JwtSource, LoadStage, Overrides, ProcessEnv,
+    AuthMethod, Config, Env, FsChecks, JwtSource, LoadStage, LogLevel, Overrides, ProcessEnv,
     load_file_staged,
 };
-use crate::diagnostics::{CapabilityPaths, HostPaths, check_capabilities, inspect_host};
+use crate::diagnostics::{
+    CapabilityPaths, DebugSettings, HostPaths, check_capabilities, find_provider, inspect_debug,
+    inspect_host, read_clock_state,
+};
 use crate::encryption_config::{self as encryption, Expected, IdentityFallback};
 use crate::identity::{KeyId, hash_value};
 use crate::kms::proto::key_management_service_server::KeyManagementService as _;
@@ -216,6 +219,8 @@ async fn checks(args: DoctorArgs<'_>) -> Outcome {
     }
     // Last, so the reference's check order (and positions) stay as they are.
     host_files(&mut report, &config, args.config_path);
+    host_clock(&mut report);
+    host_debug(&mut report, &config);
     Outcome::finish(report)
 }
 
@@ -259,6 +264,52 @@ fn host_files(report: &mut Report, config: &Config, config_path: &Path) {
             .join("; ")
     };
     report.push("host.files", "Host file layout", status, message);
+}
+
+/// The kernel's clock synchronization: JWT, certificate and token lifetimes
+/// are checked against this clock. A warning at worst, as doctor cannot fix it.
+fn host_clock(report: &mut Report) {
+    let (status, message) = match read_clock_state() {
+        Ok(state) if state.synchronized => (CheckStatus::Pass, state.message()),
+        Ok(state) => (CheckStatus::Warn, state.message()),
+        Err(errno) => (
+            CheckStatus::Warn,
+            format!("cannot read the kernel clock status: {errno}"),
+        ),
+    };
+    report.push("host.clock", "Host clock synchronization", status, message);
+}
+
+/// Debug logging, debug correlation and listeners beyond loopback: each is a
+/// warning (a deliberate investigation setting, easy to forget).
+fn host_debug(report: &mut Report, config: &Config) {
+    let logging = &config.logging;
+    let correlation = &logging.debug_correlation;
+    let settings = DebugSettings {
+        level_debug: logging.level == LogLevel::Debug,
+        correlation: correlation
+            .enabled
+            .then_some((correlation.incident_id.as_str(), correlation.ttl)),
+        metrics_address: &config.server.metrics_address,
+        health_address: &config.server.health_address,
+    };
+    let lock = StatePaths::new(&config.state.path).lock;
+    let findings = inspect_debug(&settings, || find_provider(&lock), SystemTime::now());
+    let (status, message) = if findings.is_empty() {
+        (
+            CheckStatus::Pass,
+            "logging is not at debug level; metrics and health listen on loopback or are disabled"
+                .to_owned(),
+        )
+    } else {
+        (CheckStatus::Warn, findings.join("; "))
+    };
+    report.push(
+        "host.debug",
+        "Debug settings and listeners",
+        status,
+        message,
+    );
 }
 
 /// Check 4: the credential, read and checked exactly as a login would.
