@@ -241,6 +241,38 @@ fn output_is_validated_before_any_work() {
     assert_eq!(report["checks"][0]["status"], "fail");
 }
 
+#[test]
+fn version_prints_text_or_one_json_object() {
+    // This test binary is a plain `cargo build`: git metadata is unknown.
+    let out = run(&["version"]);
+    assert_eq!(out.status.code(), Some(0));
+    let lines: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
+    let keys: Vec<&str> = lines
+        .iter()
+        .map(|l| l.split(": ").next().unwrap())
+        .collect();
+    assert_eq!(keys, ["version", "commit", "buildDate", "dirty", "rustc"]);
+    assert!(
+        lines[1..4].iter().all(|l| l.ends_with(": unknown")),
+        "{lines:?}"
+    );
+    assert!(lines[4].starts_with("rustc: rustc 1."), "{lines:?}");
+
+    let out = run(&["version", "--output", " Json "]);
+    assert_eq!(out.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["version"], lines[0].trim_start_matches("version: "));
+    for unknown in ["commit", "buildDate", "dirty"] {
+        assert!(json[unknown].is_null(), "{json}");
+    }
+    assert_eq!(json["rustc"], lines[4].trim_start_matches("rustc: "));
+
+    let out = run(&["version", "--output", "yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert_eq!(text(&out.stderr), "error: --output must be text or json\n");
+}
+
 /// Runs the binary but kills it after `limit`: a command that blocks fails
 /// the test instead of hanging it.
 fn run_bounded(args: &[&str], limit: std::time::Duration) -> Output {
