@@ -21,7 +21,7 @@
 #               (default: <cargo target dir>/dist, replaced on each run)
 #   --sign-key  a minisign secret key (minisign -G); signs SHA256SUMS. An
 #               encrypted key asks for its password on the terminal.
-# Writes into --out (VERSION from Cargo.toml, ARCH from dpkg):
+# Writes into --out (VERSION: the package's, from Cargo.toml; ARCH from dpkg):
 #   bao-kms-provider-VERSION-linux-ARCH      the binary, as the .deb installs it
 #   bao-kms-provider_VERSION_ARCH.deb
 #   bao-kms-provider-VERSION-oci.tar         OCI layout (skopeo oci-archive:)
@@ -74,10 +74,9 @@ OUT="$(cd "$OUT" && pwd)"
 COMMIT="$(git rev-parse HEAD)"
 SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct HEAD)}"
 export SOURCE_DATE_EPOCH
-VERSION="$(awk '/^\[package\]/{p=1; next} /^\[/{p=0} p && /^version *=/{gsub(/[" ]/,"",$0); sub(/^version=/,"",$0); print; exit}' Cargo.toml)"
 ARCH="$(dpkg --print-architecture)"
 NAME="bao-kms-provider"
-log "release $VERSION of commit $COMMIT (SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH) into $OUT"
+log "release of commit $COMMIT (SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH) into $OUT"
 
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
@@ -87,6 +86,9 @@ BINARY="$(scripts/build-release.sh | tail -n 1)"
 
 step ".deb (scripts/build-deb.sh)"
 DEB="$(scripts/build-deb.sh --binary "$BINARY" --out "$WORK/deb" | tail -n 1)"
+# The package's version: build-deb.sh took it from Cargo.toml and checked
+# that the binary reports it.
+VERSION="$(dpkg-deb --field "$DEB" Version)"
 cp "$DEB" "$OUT/"
 cp "$WORK/deb/$NAME" "$OUT/$NAME-$VERSION-linux-$ARCH"
 

@@ -27,6 +27,8 @@ use std::time::Instant;
 use support::cmd::{run, stdout};
 
 const NAME: &str = "bao-kms-provider";
+/// The package version, which every artifact name carries.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -137,13 +139,6 @@ impl Release {
         }
     }
 
-    fn version(&self) -> String {
-        let manifest = fs::read_to_string(repo("Cargo.toml")).unwrap();
-        let package = manifest.split("[package]").nth(1).unwrap();
-        let line = package.lines().find(|l| l.starts_with("version")).unwrap();
-        line.split('"').nth(1).unwrap().to_owned()
-    }
-
     fn file(&self, suffix: &str) -> PathBuf {
         let name = self
             .files
@@ -154,7 +149,7 @@ impl Release {
     }
 
     fn binary(&self) -> PathBuf {
-        self.file(&format!("{NAME}-{}-linux-amd64", self.version()))
+        self.file(&format!("{NAME}-{VERSION}-linux-amd64"))
     }
 }
 
@@ -227,13 +222,12 @@ fn releases() -> &'static Releases {
 fn two_builds_in_two_directories_give_the_same_bytes() {
     let r = releases();
     let names: BTreeSet<_> = r.a.files.keys().collect();
-    let version = r.a.version();
     let expected: BTreeSet<String> = [
-        format!("{NAME}-{version}-linux-amd64"),
-        format!("{NAME}_{version}_amd64.deb"),
-        format!("{NAME}-{version}-oci.tar"),
-        format!("{NAME}-{version}-oci.digest"),
-        format!("{NAME}-{version}.cdx.json"),
+        format!("{NAME}-{VERSION}-linux-amd64"),
+        format!("{NAME}_{VERSION}_amd64.deb"),
+        format!("{NAME}-{VERSION}-oci.tar"),
+        format!("{NAME}-{VERSION}-oci.digest"),
+        format!("{NAME}-{VERSION}.cdx.json"),
         "SHA256SUMS".to_owned(),
         "SHA256SUMS.minisig".to_owned(),
     ]
@@ -294,7 +288,7 @@ fn the_signed_checksums_verify_and_refuse_a_changed_byte_or_another_key() {
     assert!(good.status.success(), "{good:?}");
     let trusted = stdout(&good);
     assert!(
-        trusted.contains(&format!("{NAME} {} commit {}", r.a.version(), head())),
+        trusted.contains(&format!("{NAME} {VERSION} commit {}", head())),
         "trusted comment: {trusted}"
     );
 
@@ -456,7 +450,7 @@ fn version_json_names_the_commit_its_date_rustc_and_a_clean_tree() {
     assert_eq!(version["dirty"], false, "{version}");
     assert_eq!(version["buildDate"], date.trim(), "{version}");
     assert_eq!(version["rustc"], rustc.trim(), "{version}");
-    assert_eq!(version["version"], format!("v{}", r.a.version()));
+    assert_eq!(version["version"], format!("v{VERSION}"));
 }
 
 #[test]
