@@ -31,7 +31,7 @@ use serde_json::Value;
 
 use super::bao_binary;
 use super::jwt::{Claims, Issuer};
-use super::openbao::{AUDIT_LOG, configure, operator_init, write_tls_material_for};
+use super::openbao::{AUDIT_LOG, bao_command, configure, operator_init, write_tls_material_for};
 use super::provider::Backend;
 use super::tmp::TempDir;
 
@@ -173,16 +173,9 @@ impl Cluster {
 
     /// A `bao` CLI command aimed at node `i` as root, environment cleared.
     pub fn command_on(&self, i: usize) -> Command {
-        let mut cmd = Command::new(bao_binary());
-        cmd.env_clear()
-            .env("HOME", self.dir.path())
-            .env("BAO_ADDR", self.addr(i))
-            .env("BAO_CACERT", &self.ca_file)
-            .stdin(Stdio::null());
-        if !self.root_token.is_empty() {
-            cmd.env("BAO_TOKEN", &self.root_token);
-        }
-        cmd
+        // Empty until operator init has produced the root token.
+        let token = Some(self.root_token.as_str()).filter(|t| !t.is_empty());
+        bao_command(self.dir.path(), &self.addr(i), &self.ca_file, token)
     }
 
     /// Runs the CLI as root on node `i`.

@@ -261,20 +261,9 @@ ui = false
     }
 
     /// A `bao` CLI command aimed at this server, authenticated as `token`
-    /// (`None`: unauthenticated, e.g. for logins). The environment is cleared
-    /// so a developer's BAO_*/VAULT_* variables or proxies cannot leak in.
+    /// (`None`: unauthenticated, e.g. for logins); see [`bao_command`].
     pub fn command_as(&self, token: Option<&str>) -> Command {
-        let mut cmd = Command::new(bao_binary());
-        cmd.env_clear()
-            // The CLI's token helper reads and writes $HOME/.vault-token.
-            .env("HOME", self.dir.path())
-            .env("BAO_ADDR", self.addr())
-            .env("BAO_CACERT", &self.ca_file)
-            .stdin(Stdio::null());
-        if let Some(token) = token {
-            cmd.env("BAO_TOKEN", token);
-        }
-        cmd
+        bao_command(self.dir.path(), &self.addr(), &self.ca_file, token)
     }
 
     /// Runs the CLI as root, e.g. to rotate the key or change its config.
@@ -705,6 +694,24 @@ fn not_ready_message(e: &NotReady, port: u16) -> String {
 
 fn child_pid(child: &Child) -> Pid {
     Pid::from_raw(i32::try_from(child.id()).expect("pid fits in i32"))
+}
+
+/// A `bao` CLI command aimed at `addr` over TLS verified with `ca_file`,
+/// authenticated as `token` (`None`: unauthenticated, e.g. for logins). The
+/// environment is cleared so a developer's BAO_*/VAULT_* variables or proxies
+/// cannot leak in; `home` holds the CLI's token helper file
+/// ($HOME/.vault-token).
+pub fn bao_command(home: &Path, addr: &str, ca_file: &Path, token: Option<&str>) -> Command {
+    let mut cmd = Command::new(bao_binary());
+    cmd.env_clear()
+        .env("HOME", home)
+        .env("BAO_ADDR", addr)
+        .env("BAO_CACERT", ca_file)
+        .stdin(Stdio::null());
+    if let Some(token) = token {
+        cmd.env("BAO_TOKEN", token);
+    }
+    cmd
 }
 
 /// `bao operator init` with one key share through `cmd` (a `bao` command
