@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use support::cmd::{chmod, run, stdout};
 use support::openbao::{AUDIENCE, ISSUER, JWT_MOUNT, KEY_NAME, Lab, ROLE, SUBJECT, TRANSIT_MOUNT};
 use support::provider::BIN;
+use support::report::{assert_checks_pass, assert_refused_at_the_socket_directory, check};
 use support::tmp::TempDir;
 use support::users::{Account, Accounts};
 
@@ -1280,15 +1281,6 @@ impl Drop for Served {
     }
 }
 
-fn check<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
-    report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == id)
-        .unwrap_or_else(|| panic!("no check {id} in {report}"))
-}
-
 #[test]
 fn a_non_root_provider_serves_its_socket_group_and_nobody_else() {
     let lab = Lab::start();
@@ -1355,30 +1347,21 @@ fn a_non_root_provider_serves_its_socket_group_and_nobody_else() {
         "pass",
         "{report:#}"
     );
-    for id in [
-        "socket.path",
-        "socket.access_scope",
-        "socket.connect",
-        "kms.status",
-        "kms.encrypt",
-        "kms.decrypt",
-    ] {
-        let status = &check(&report, id)["status"];
-        assert!(status == "pass", "{id}: {report:#}");
-    }
+    assert_checks_pass(
+        &report,
+        &[
+            "socket.path",
+            "socket.access_scope",
+            "socket.connect",
+            "kms.status",
+            "kms.encrypt",
+            "kms.decrypt",
+        ],
+    );
 
     // Anyone else: refused by the kernel at the directory, exit 4.
     let (code, report) = host.probe_as(&outsider);
-    assert_eq!(code, Some(4), "{report:#}");
-    let path = check(&report, "socket.path");
-    assert_eq!(path["status"], "fail", "{report:#}");
-    assert!(
-        path["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("permission denied"),
-        "{report:#}"
-    );
+    assert_refused_at_the_socket_directory(code, &report);
     assert_eq!(check(&report, "kms.status")["status"], "skip", "{report:#}");
 
     // SIGTERM: clean exit, and the non-root provider removes its own socket.

@@ -10,6 +10,7 @@ use serde_json::Value;
 use std::process::{Command, Output, Stdio};
 use support::openbao::{KEY_NAME, Lab};
 use support::provider::{BIN, Provider, Setup};
+use support::report::{assert_checks_pass, check};
 use support::secrets_in;
 
 fn probe(provider: &Provider, extra: &[&str]) -> Output {
@@ -24,15 +25,6 @@ fn probe(provider: &Provider, extra: &[&str]) -> Output {
         .unwrap()
 }
 
-fn check<'a>(report: &'a Value, id: &str) -> &'a Value {
-    report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == id)
-        .unwrap_or_else(|| panic!("no {id} in {report:#}"))
-}
-
 #[test]
 fn probe_passes_and_detects_a_different_expected_key_id() {
     let lab = Lab::start();
@@ -44,15 +36,16 @@ fn probe_passes_and_detects_a_different_expected_key_id() {
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     let report: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["name"], "probe");
-    for id in [
-        "socket.path",
-        "socket.connect",
-        "kms.status",
-        "kms.encrypt",
-        "kms.decrypt",
-    ] {
-        assert_eq!(check(&report, id)["status"], "pass", "{id}");
-    }
+    assert_checks_pass(
+        &report,
+        &[
+            "socket.path",
+            "socket.connect",
+            "kms.status",
+            "kms.encrypt",
+            "kms.decrypt",
+        ],
+    );
     let key_id = check(&report, "kms.key_id")["message"]
         .as_str()
         .unwrap()

@@ -35,6 +35,7 @@ use support::nspawn::{self, Container};
 use support::openbao::{AUDIENCE, ISSUER, JWT_MOUNT, KEY_NAME, Lab, ROLE, SUBJECT, TRANSIT_MOUNT};
 use support::pkcs11::{CERT_MOUNT, CERT_ROLE, CLIENT_CN, Ca};
 use support::provider::BIN;
+use support::report::{assert_checks_pass, assert_refused_at_the_socket_directory, check};
 use support::tmp::TempDir;
 
 const UNIT: &str = "bao-kms-provider.service";
@@ -293,30 +294,22 @@ fn probe_as(c: &Container, user: &str) -> (Option<i32>, serde_json::Value) {
     (out.status.code(), report)
 }
 
-fn check<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
-    report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == id)
-        .unwrap_or_else(|| panic!("no check {id} in {report:#}"))
-}
-
 /// A member of the socket group passes every check; returns the key_id.
 fn probe_passes(c: &Container, unit: &str) -> String {
     let (code, report) = probe_as(c, "apiserver");
     assert_eq!(code, Some(0), "{report:#}\n{}", journal(c, unit));
-    for id in [
-        "socket.path",
-        "socket.access_scope",
-        "socket.connect",
-        "kms.status",
-        "kms.encrypt",
-        "kms.decrypt",
-        "kms.key_id",
-    ] {
-        assert_eq!(check(&report, id)["status"], "pass", "{id}: {report:#}");
-    }
+    assert_checks_pass(
+        &report,
+        &[
+            "socket.path",
+            "socket.access_scope",
+            "socket.connect",
+            "kms.status",
+            "kms.encrypt",
+            "kms.decrypt",
+            "kms.key_id",
+        ],
+    );
     let key_id = check(&report, "kms.key_id")["message"]
         .as_str()
         .unwrap()
@@ -827,16 +820,7 @@ fn the_shipped_unit_runs_the_deb_under_a_real_systemd() {
     );
     let key_id = probe_passes(&c, UNIT);
     let (code, report) = probe_as(&c, "outsider");
-    assert_eq!(code, Some(4), "{report:#}");
-    let path = check(&report, "socket.path");
-    assert_eq!(path["status"], "fail", "{report:#}");
-    assert!(
-        path["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("permission denied"),
-        "{report:#}"
-    );
+    assert_refused_at_the_socket_directory(code, &report);
 
     // kill -9 of the main process: Restart=always brings it back after
     // RestartSec=5s, with the same key.

@@ -24,6 +24,7 @@ pub mod oauth2;
 pub mod openbao;
 pub mod pkcs11;
 pub mod provider;
+pub mod report;
 pub mod tmp;
 pub mod users;
 
